@@ -1,0 +1,1 @@
+"""Deep-learning models: lesion detector and low-dose CT denoiser (no Qt)."""

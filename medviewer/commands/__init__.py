@@ -1,0 +1,1 @@
+"""`medviewer` sub-commands; each module defines register(subparsers)."""

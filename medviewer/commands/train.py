@@ -1,0 +1,36 @@
+"""`medviewer train denoiser|detector`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser("train", help="train a model on generated phantom data")
+    models = p.add_subparsers(dest="model", metavar="MODEL", required=True)
+    for name, helptext in (
+        ("denoiser", "GAN low-dose CT denoiser"),
+        ("detector", "2.5D CNN + recurrent lesion detector"),
+    ):
+        q = models.add_parser(name, help=helptext)
+        q.add_argument("--steps", type=int, default=None, help="training steps (default: the full schedule)")
+        q.add_argument("--out", type=Path, default=None, help="run folder (checkpoints, curves); default runs/<model>")
+        q.add_argument("--resume", action="store_true", help="resume from the last checkpoint in --out")
+        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--device", default="auto", help="auto, cpu or cuda")
+        q.add_argument("--batch-size", type=int, default=None)
+        q.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+        q.add_argument("--data", type=Path, default=None, help="dataset cache folder")
+        q.add_argument(
+            "--install", action="store_true", help="write the final weights and model card into resources/models"
+        )
+        q.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.model == "denoiser":
+        from medviewer.training.train_denoiser import main
+    else:
+        from medviewer.training.train_detector import main
+    return int(main(args) or 0)

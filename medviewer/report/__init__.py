@@ -1,0 +1,1 @@
+"""Reports and DICOM export: PDF, SR, SEG, derived series, de-identification (no Qt)."""

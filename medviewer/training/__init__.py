@@ -1,0 +1,1 @@
+"""Training-data engine and training loops (no Qt)."""
