@@ -1,0 +1,107 @@
+"""`medviewer analyze IN --output OUT [--denoise] [--series UID] [--device auto|cpu|cuda]`.
+
+Loads a DICOM series, runs (optionally the denoiser, then) the lesion
+detector and writes ``OUT/findings.json``, ``OUT/confidence.nii.gz`` and
+``OUT/findings_labels.nii.gz``. When IN holds several CT series and none is
+chosen with ``--series``, each goes to ``OUT/<SeriesInstanceUID>/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser(
+        "analyze",
+        help="detect lesions in a CT series (optionally denoise first); research use only, not for diagnosis",
+        description="Run the lesion detector (and optionally the low-dose denoiser) on DICOM CT and write "
+        "findings.json plus the confidence map. Research use only, not for diagnosis.",
+    )
+    p.add_argument("input", type=Path, metavar="IN", help="DICOM folder, file, .zip or DICOMDIR")
+    p.add_argument("--output", "-o", type=Path, required=True, metavar="OUT", help="output folder")
+    p.add_argument("--denoise", action="store_true", help="run the GAN denoiser before detection")
+    p.add_argument("--series", default=None, metavar="UID", help="SeriesInstanceUID to analyse (default: every CT series)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where the models run")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
+    p.add_argument("--force", action="store_true", help="overwrite existing outputs in OUT")
+    p.set_defaults(func=_run)
+
+
+def _ct_series_uids(path: Path) -> list[tuple[str, str]]:
+    """(uid, modality) of each viewable image series in ``path``, CT first, without duplicates."""
+    from medviewer.dicom import scan
+
+    seen: dict[str, str] = {}
+    for study in scan(path):
+        for s in study.series:
+            if s.viewable and s.series_uid not in seen:
+                seen[s.series_uid] = (s.modality or "").upper()
+    return list(seen.items())
+
+
+def analyze_series(volume: Any, out_dir: Path, args: argparse.Namespace, prefix: str = "") -> list[Path]:
+    """Analyse one loaded volume and write its outputs into ``out_dir``.
+
+    Separate from the series selection so further outputs (e.g. the PDF/DICOM
+    report of :mod:`medviewer.report`) can be added here for every series.
+    """
+    from medviewer.ai.pipeline import analyze_volume, write_analysis
+    from medviewer.progress import console_progress
+
+    result = analyze_volume(
+        volume,
+        denoise=bool(args.denoise),
+        device=args.device,
+        progress=console_progress(prefix),
+        threads=args.threads,
+    )
+    paths = write_analysis(result, out_dir, overwrite=bool(args.force))
+    det = result.detection
+    above = [f for f in det.findings if f.confidence >= det.threshold]
+    print(
+        f"{prefix}{len(above)} finding(s) at confidence >= {det.threshold:.2f} "
+        f"({len(det.findings)} listed), abnormality score {det.abnormality_score:.3f}, "
+        f"{det.model.name} {det.model.version} on {result.device}, {result.timings.get('total', 0.0):.1f} s"
+    )
+    for f in above:
+        x, y, z = f.center_mm
+        print(
+            f"{prefix}  #{f.id}: confidence {f.confidence:.2f}, diameter {f.diameter_mm:.1f} mm, "
+            f"slices {f.slice_range[0]}-{f.slice_range[1]}, centre (LPS mm) {x:.1f}, {y:.1f}, {z:.1f}"
+        )
+    for p in paths:
+        print(f"{prefix}wrote {p}")
+    print("Research use only, not for diagnosis.")
+    return paths
+
+
+def _run(args: argparse.Namespace) -> int:
+    from medviewer.dicom import load
+    from medviewer.errors import DicomError
+    from medviewer.progress import console_progress
+
+    if not args.input.exists():
+        raise DicomError("no such file or folder", args.input)
+    if args.series:
+        volume = load(args.input, series_uid=args.series, progress=console_progress("loading "))
+        analyze_series(volume, args.output, args)
+        return 0
+    series = _ct_series_uids(args.input)
+    ct = [uid for uid, modality in series if modality == "CT"]
+    if not ct:
+        found = ", ".join(sorted({m or "unknown" for _, m in series})) or "no viewable image series"
+        raise DicomError(f"no CT series to analyse (found: {found}); the lesion detector works on CT only", args.input)
+    if len(ct) == 1:
+        volume = load(args.input, series_uid=ct[0], progress=console_progress("loading "))
+        analyze_series(volume, args.output, args)
+        return 0
+    print(f"{len(ct)} CT series: each goes to {args.output}/<SeriesInstanceUID>/", file=sys.stderr)
+    for n, uid in enumerate(ct, start=1):
+        prefix = f"[{n}/{len(ct)}] "
+        volume = load(args.input, series_uid=uid, progress=console_progress(prefix + "loading "))
+        analyze_series(volume, args.output / uid, args, prefix)
+    return 0
