@@ -219,7 +219,7 @@ def _to_rgb8(arr: NDArray[Any], header: Any, palette: bool) -> NDArray[np.uint8]
 
 def _read_pydicom(entry: FileEntry, items: list[tuple[int, Frame]], ctx: _Context) -> None:
     from pydicom.pixels import iter_pixels
-    from pydicom.pixels.utils import get_decoder
+    from pydicom.pixels import get_decoder
     from pydicom.uid import UID
 
     if entry.pixels is not None and entry.pixels.keyword == "PixelData":
@@ -278,6 +278,8 @@ def _read_entry(entry: FileEntry, items: list[tuple[int, Frame]], ctx: _Context)
         lowered = first.lower()
         if "less than expected" in lowered or "truncat" in lowered or "end of" in lowered:
             raise TruncatedPixelDataError(f"truncated pixel data ({first})", entry.path) from exc
+        if "has no 'pixel data'" in lowered:
+            raise TruncatedPixelDataError("pixel data element incomplete (file truncated?)", entry.path) from exc
         if "unable to decode" in lowered and "plugin" in lowered and "missing" in lowered:
             raise UnsupportedTransferSyntaxError(f"cannot decode ({first})", entry.path) from exc
         raise DicomError(f"cannot decode pixel data ({type(exc).__name__}: {first})", entry.path) from exc
