@@ -272,7 +272,9 @@ def _read_entry(entry: FileEntry, items: list[tuple[int, Frame]], ctx: _Context)
         raise TooLargeError("out of memory while decoding pixel data", entry.path) from exc
     except RecursionError as exc:
         raise DicomError("data set nests sequences too deeply", entry.path) from exc
-    except Exception as exc:  # noqa: BLE001 - pydicom / decoders / numpy leak many types
+    except BaseException as exc:  # noqa: BLE001 - pydicom / decoders / numpy leak many types
+        if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+            raise  # KeyboardInterrupt, SystemExit; a Rust decoder panic (pyo3) is a BaseException
         message = str(exc).strip().splitlines()
         first = " ".join(message[:3])[:300] if message else ""
         lowered = first.lower()
