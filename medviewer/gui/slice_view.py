@@ -57,14 +57,19 @@ class _SliceViewBox(pg.ViewBox):
     def __init__(self, owner: "SliceView") -> None:
         super().__init__(invertY=True, lockAspect=True, enableMenu=False, defaultPadding=0.0)
         self._owner = owner
+        self._wheel_accum = 0.0
 
     def wheelEvent(self, ev: Any, axis: Any = None) -> None:  # noqa: N802 - Qt name
         if ev.modifiers() & QtCore.Qt.KeyboardModifier.ControlModifier:
             factor = 1.25 ** (ev.delta() / 120.0)
             self._owner.zoom_by(factor, self.mapToView(ev.pos()))
         else:
-            steps = -int(np.sign(ev.delta())) if ev.delta() else 0
-            self._owner.scroll(steps)
+            # one slice per notch (120); high-resolution wheels accumulate smaller deltas
+            self._wheel_accum += float(ev.delta())
+            notches = int(self._wheel_accum / 120.0)
+            if notches:
+                self._wheel_accum -= notches * 120.0
+                self._owner.scroll(-notches)
         ev.accept()
 
     def mouseDragEvent(self, ev: Any, axis: Any = None) -> None:  # noqa: N802
@@ -72,9 +77,15 @@ class _SliceViewBox(pg.ViewBox):
         if button == QtCore.Qt.MouseButton.LeftButton:
             ev.accept()
             self._owner._left_drag(ev)
-        elif button in (QtCore.Qt.MouseButton.MiddleButton, QtCore.Qt.MouseButton.RightButton):
-            super().mouseDragEvent(ev, axis)  # middle pans, right zooms (pyqtgraph's own)
-            self._owner._view_changed()
+        elif button == QtCore.Qt.MouseButton.RightButton:
+            ev.accept()  # drag up = zoom in, around the point where the drag started
+            dy = float((ev.screenPos() - ev.lastScreenPos()).y())
+            center = self.mapToView(ev.buttonDownPos(QtCore.Qt.MouseButton.RightButton))
+            self._owner.zoom_by(1.01 ** (-dy), center)
+        elif button == QtCore.Qt.MouseButton.MiddleButton:
+            ev.accept()
+            delta = self.mapToView(ev.pos()) - self.mapToView(ev.lastPos())
+            self._owner.pan_by(float(delta.x()), float(delta.y()))
         else:
             ev.ignore()
 
@@ -265,10 +276,9 @@ class SliceView(pg.GraphicsView):
     def set_invert(self, invert: bool) -> None:
         """Show high values dark (MONOCHROME1 style) when ``invert`` is True."""
         self.invert = bool(invert)
+        self.image_item.setLookupTable(grey_lut(self.invert))
         if self.volume is not None and self.volume.is_rgb:
-            self._render_image()
-        else:
-            self.image_item.setLookupTable(grey_lut(self.invert))
+            self._render_image()  # a LUT does not apply to RGB: the pixels are inverted
         self._update_text()
 
     def set_tool(self, tool: str) -> None:
@@ -425,6 +435,7 @@ class SliceView(pg.GraphicsView):
     # -- measurements ---------------------------------------------------------------
     def add_measurement(self, m: Measurement) -> None:
         """Attach a measurement (made on this plane) to this view."""
+        m.adopt_menus(self)
         self._measurements.append(m)
         for item in m.items():
             self.view_box.addItem(item, ignoreBounds=True)
@@ -590,8 +601,8 @@ class SliceView(pg.GraphicsView):
         if self.geometry is None:
             return None
         r, c = self.geometry.mm_to_pixel(x, y)
-        r = float(min(max(r, 0), self.geometry.n_rows - 1))
-        c = float(min(max(c, 0), self.geometry.n_cols - 1))
+        r = float(min(max(round(r), 0), self.geometry.n_rows - 1))
+        c = float(min(max(round(c), 0), self.geometry.n_cols - 1))
         return self.geometry.display_to_index(self.slice_index, r, c)
 
     def _left_click(self, ev: Any) -> None:
@@ -617,6 +628,7 @@ class SliceView(pg.GraphicsView):
             end = self._scene_mm(ev.pos())
             if ev.isStart() or self._drawing is None:
                 self._drawing = make_measurement(self.tool, self, start, end)
+                self._drawing.adopt_menus(self)
                 for item in self._drawing.items():
                     self.view_box.addItem(item, ignoreBounds=True)
             d = self._drawing

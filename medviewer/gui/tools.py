@@ -63,6 +63,16 @@ class Measurement(QtCore.QObject):
     def plane(self) -> str:
         return self.geometry.plane
 
+    def adopt_menus(self, widget: Any) -> None:
+        """Give the handles' context menus (parentless QMenus in pyqtgraph) a parent widget.
+
+        Without it they would outlive the window as stray top-level widgets.
+        """
+        for handle in self.roi.getHandles():
+            menu = getattr(handle, "menu", None)
+            if menu is not None and menu.parent() is None:
+                menu.setParent(widget, menu.windowFlags())
+
     def items(self) -> list[Any]:
         """Graphics items to add to the view box."""
         return [self.roi, self.label]
