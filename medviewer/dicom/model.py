@@ -75,7 +75,11 @@ class FileEntry:
 
     @property
     def sop_class_uid(self) -> str:
-        return str(value(self.header, "SOPClassUID", "") or "")
+        uid = value(self.header, "SOPClassUID", "")
+        if not uid:  # DICOMDIRs and some old files carry it in the file meta only
+            meta = getattr(self.header, "file_meta", None)
+            uid = value(meta, "MediaStorageSOPClassUID", "") if meta is not None else ""
+        return str(uid or "")
 
     @property
     def n_frames(self) -> int:

@@ -9,6 +9,7 @@ so :func:`medviewer.dicom.load_series` only reads pixels.
 from __future__ import annotations
 
 import os
+import re
 import zipfile
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -73,12 +74,24 @@ def _iter_sources(paths: Sequence[Path], skipped: list[tuple[str, str]]) -> Iter
                 for name in sorted(filenames):
                     yield from _file_or_zip(Path(dirpath) / name, skipped)
         elif root.is_file():
-            if root.name.upper() == "DICOMDIR":
+            if _is_dicomdir(root):
                 yield from _dicomdir_files(root, skipped)
             else:
                 yield from _file_or_zip(root, skipped)
         else:
             skipped.append((str(root), "no such file or folder"))
+
+
+def _is_dicomdir(path: Path) -> bool:
+    """A DICOMDIR by name, or by its Media Storage Directory SOP class in the file meta."""
+    if path.name.upper() == "DICOMDIR":
+        return True
+    try:
+        with open(path, "rb") as fp:
+            head = fp.read(512)
+    except OSError:
+        return False
+    return head[128:132] == b"DICM" and re.search(rb"1\.2\.840\.10008\.1\.3\.10(?![0-9.])", head) is not None
 
 
 def _file_or_zip(path: Path, skipped: list[tuple[str, str]]) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -233,7 +246,7 @@ def _build_series(uid: str, entries: list[FileEntry], budget: int) -> Series:
         if problems:
             series.reason = problems[0] if len(problems) == 1 else f"{problems[0]} (and {len(problems) - 1} more)"
         elif sop_class in NOT_VIEWABLE_CLASSES:
-            series.reason = f"not viewable: {NOT_VIEWABLE_CLASSES[sop_class]}"
+            series.reason = NOT_VIEWABLE_CLASSES[sop_class]
         else:
             series.reason = f"no pixel data ({series.kind})"
         return series
@@ -310,7 +323,7 @@ def _build_series(uid: str, entries: list[FileEntry], budget: int) -> Series:
 def _group(entries: list[FileEntry], budget: int) -> list[Study]:
     studies: dict[str, list[FileEntry]] = defaultdict(list)
     for e in entries:
-        key = _text(e.header, "StudyInstanceUID") or f"(no study UID) {_text(e.header, 'PatientID')}"
+        key = _text(e.header, "StudyInstanceUID") or f"(no study UID) {e.path}"
         studies[key].append(e)
     out: list[Study] = []
     for study_uid, st_entries in studies.items():
@@ -328,7 +341,8 @@ def _group(entries: list[FileEntry], budget: int) -> list[Study]:
         )
         by_series: dict[str, list[FileEntry]] = defaultdict(list)
         for e in st_entries:
-            uid = _text(e.header, "SeriesInstanceUID") or f"(no series UID) {os.path.dirname(e.path)}"
+            # files without UIDs are never merged with others: one series each
+            uid = _text(e.header, "SeriesInstanceUID") or f"(no series UID) {e.path}"
             by_series[uid].append(e)
         for uid, s_entries in by_series.items():
             study.series.append(_build_series(uid, s_entries, budget))

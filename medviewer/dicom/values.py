@@ -42,6 +42,7 @@ _FAST: dict[str, tuple[int, str]] = {
     "WindowWidth": (0x00281051, "DS"),
     "SOPInstanceUID": (0x00080018, "UI"),
     "SOPClassUID": (0x00080016, "UI"),
+    "MediaStorageSOPClassUID": (0x00020002, "UI"),
     "SeriesInstanceUID": (0x0020000E, "UI"),
     "StudyInstanceUID": (0x0020000D, "UI"),
     "FrameOfReferenceUID": (0x00200052, "UI"),
