@@ -188,11 +188,16 @@ def make_result(volume: Volume) -> DetectionResult:
     )
 
 
-@pytest.fixture
-def case(tmp_path: Path) -> Case:
-    files, phi = write_series(tmp_path / "source")
+def make_case(folder: Path) -> Case:
+    """Write the series into ``folder / "source"`` and build volume and result."""
+    files, phi = write_series(folder / "source")
     volume = load_series(files)
     return Case(volume, make_result(volume), files, phi)
+
+
+@pytest.fixture
+def case(tmp_path: Path) -> Case:
+    return make_case(tmp_path)
 
 
 def test_fixture_series_is_consistent(case: Case) -> None:

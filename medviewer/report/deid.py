@@ -209,6 +209,7 @@ class Deidentifier:
     phi_values: set[str] = field(default_factory=set)
     """Identifying strings seen in the sources; scrubbed from remaining free text."""
     _uids: dict[str, str] = field(default_factory=dict)
+    _issued: set[str] = field(default_factory=set)
 
     # ------------------------------------------------------------------ values
     def uid(self, uid: str) -> str:
@@ -221,6 +222,7 @@ class Deidentifier:
             digest = hashlib.sha256(self.salt + b"uid:" + uid.encode()).digest()
             new = "2.25." + str(int.from_bytes(digest[:16], "big"))
             self._uids[uid] = new
+            self._issued.add(new)
         return new
 
     def pseudonym(self, patient_id: str, patient_name: str = "") -> str:
@@ -321,6 +323,10 @@ class Deidentifier:
             ds = _deepcopy(ds)
         pid = str(ds.get("PatientID", "") or "")
         pname = str(ds.get("PatientName", "") or "")
+        self._collect(ds)  # its own identifying values are cleaned from its free text too
+        # highdicom shares item datasets between sequences (and deepcopy keeps the sharing):
+        # each dataset is cleaned once, so nothing is shifted or remapped twice.
+        self._seen: set[int] = set()
         self._clean_dataset(ds)
         if "PatientID" in ds or "PatientName" in ds:
             pseudo = self.pseudonym(pid, pname)
@@ -338,6 +344,11 @@ class Deidentifier:
         return ds
 
     def _clean_dataset(self, ds: Dataset) -> None:
+        seen = getattr(self, "_seen", None)
+        if seen is not None:
+            if id(ds) in seen:
+                return
+            seen.add(id(ds))
         for tag in list(ds.keys()):
             elem = ds[tag]
             group = tag.group
@@ -386,6 +397,8 @@ class Deidentifier:
     def _map_one(self, uid: Any) -> str:
         s = str(uid)
         if s in UID_dictionary:  # a standard UID (SOP class, coding scheme...): not an identifier
+            return s
+        if s in self._issued:  # already a replacement (objects share items): keep
             return s
         return self.uid(s)
 

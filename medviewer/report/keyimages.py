@@ -60,12 +60,12 @@ class KeyImage:
     window: WindowPreset
     finding_id: int
 
-    def png_bytes(self) -> bytes:
-        """The image encoded as PNG."""
+    def png_bytes(self, compress_level: int = 6) -> bytes:
+        """The image encoded as PNG (zlib ``compress_level`` 0-9)."""
         import io
 
         buf = io.BytesIO()
-        Image.fromarray(self.rgb).save(buf, format="PNG", compress_level=6)
+        Image.fromarray(self.rgb).save(buf, format="PNG", compress_level=compress_level)
         return buf.getvalue()
 
 

@@ -497,7 +497,7 @@ def _rl_image(image_cls: Any, key: KeyImage | None, max_w: float) -> Any:
     if key is None:
         return ""
     h, w = key.rgb.shape[:2]
-    return image_cls(io.BytesIO(key.png_bytes()), width=max_w, height=max_w * h / w)
+    return image_cls(io.BytesIO(key.png_bytes(compress_level=1)), width=max_w, height=max_w * h / w)  # re-encoded by reportlab
 
 
 __all__ = ["ReportHeader", "FindingImages", "build_pdf", "PAPER_SIZES", "RESEARCH_USE", "location_text", "format_person_name", "format_dicom_date"]

@@ -99,7 +99,7 @@ def build_segmentation(
     sources: Sequence[Dataset],
     *,
     include_rejected: bool = False,
-    tracking_uids: Mapping[int, str] | None = None,
+    tracking_uids: dict[int, str] | None = None,
     series_number: int = 902,
     contributing_equipment: Sequence[Any] | None = None,
 ) -> tuple[Any, dict[int, int]] | None:
@@ -113,7 +113,7 @@ def build_segmentation(
         :func:`source_images` of ``volume``.
     include_rejected : bool
         Also export findings the reader rejected.
-    tracking_uids : mapping of int to str, optional
+    tracking_uids : dict of int to str, optional
         Tracking UID per finding id (shared with the SR).
     series_number : int
     contributing_equipment : sequence, optional
@@ -135,7 +135,7 @@ def build_segmentation(
     chosen = [f for f in result.findings if include_rejected or f.status != ReviewStatus.REJECTED]
     if not chosen:
         return None
-    tracking_uids = dict(tracking_uids or {})
+    tracking_uids = tracking_uids if tracking_uids is not None else {}
     labels = np.zeros(volume.shape + (len(chosen),), dtype=np.uint8)
     descriptions = []
     numbers: dict[int, int] = {}

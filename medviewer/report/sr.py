@@ -120,7 +120,7 @@ def build_sr(
     reader_name: str = "",
     signed: bool = False,
     organization: str = "",
-    tracking_uids: Mapping[int, str] | None = None,
+    tracking_uids: dict[int, str] | None = None,
     series_number: int = 901,
     text_filter: Any = None,
 ) -> Any:
@@ -141,7 +141,7 @@ def build_sr(
         The reader verified the report: VerificationFlag VERIFIED (needs ``reader_name``).
     organization : str
         Verifying organization (default: institution of the source, else "MedViewer").
-    tracking_uids : mapping of int to str, optional
+    tracking_uids : dict of int to str, optional
         Tracking UID per finding id; pass the mapping given to the SEG so a
         group and its segment carry the same Tracking UID (the link between
         the two objects). Missing ones are created and added.
@@ -170,7 +170,7 @@ def build_sr(
     if signed and not reader_name.strip():
         raise ExportError("a signed (VERIFIED) report needs the reader's name")
     text = text_filter or (lambda s: s)
-    tracking_uids = dict(tracking_uids or {})
+    tracking_uids = tracking_uids if tracking_uids is not None else {}
     series_uid = str(source_images[0].SeriesInstanceUID)
 
     try:
