@@ -1,0 +1,256 @@
+"""GAN denoiser: model, losses, training loop, checkpoints, weights and inference."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy.ndimage import gaussian_filter
+
+from medviewer.ai import denoise as dn
+from medviewer.ai.denoiser import (
+    DenoiserConfig,
+    DenoiserNet,
+    LossWeights,
+    PatchDiscriminator,
+    count_macs,
+    generator_loss,
+)
+from medviewer.ai.weights import save_weights, sha256_of
+from medviewer.errors import CancelledError, ModelError
+from medviewer.resources import models_dir
+from medviewer.training import train_denoiser as td
+from medviewer.training.train_denoiser import TrainConfig
+from medviewer.volume import Volume, VolumeMetadata
+
+SMALL = DenoiserConfig(c0=8, c1=8, c2=16, n_bottom=1)
+
+
+def synthetic_pairs(n: int = 6, size: int = 64, noise: float = 60.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Smooth blobs (full dose) and a correlated-noise copy (low dose): a test stand-in only."""
+    rng = np.random.default_rng(seed)
+    full = np.stack([gaussian_filter(rng.normal(0, 1, (size, size)), 3) * 2000 for _ in range(n)]).astype(np.float32)
+    low = full + gaussian_filter(rng.normal(0, noise * 2.0, full.shape), (0, 0.8, 0.8)).astype(np.float32)
+    return full, low.astype(np.float32)
+
+
+def small_cfg(steps: int, **kw: object) -> TrainConfig:
+    cfg = TrainConfig(steps=steps, batch_size=4, patch=32, lr=2e-3, warmup=1, ckpt_every=1000, val_every=5)
+    cfg.arch = SMALL
+    cfg.loss = LossWeights(gan_start=0.5)
+    for k, v in kw.items():
+        setattr(cfg, k, v)
+    return cfg
+
+
+def make_weights(folder: Path, seed: int = 0, config: DenoiserConfig = SMALL) -> DenoiserNet:
+    """A non-trivial (random) generator saved as denoiser.safetensors + card in ``folder``."""
+    torch.manual_seed(seed)
+    net = DenoiserNet(config)
+    torch.nn.init.normal_(net.dec0[-1].weight, std=0.1)
+    card = {"version": "0.0-test", "architecture": {"config": config.to_json()}}
+    save_weights("denoiser", net.state_dict(), card, folder)
+    dn.clear_cache()
+    return net
+
+
+def test_generator_shape_identity_start_and_budget():
+    net = DenoiserNet()
+    x = torch.randn(2, 1, 64, 96) * 100
+    with torch.no_grad():
+        assert net(x).shape == x.shape
+    macs = count_macs(net, 512, 512)
+    assert 0.5e9 < macs <= 15e9  # issue: <= 15 GMAC per 512^2 slice
+    d = PatchDiscriminator()
+    assert d(torch.zeros(2, 1, 96, 96)).shape == (2, 1, 12, 12)
+
+
+def test_generator_loss_parts():
+    t = torch.zeros(1, 1, 16, 16)
+    p = t + 10.0
+    loss, parts = generator_loss(p, t, LossWeights())
+    assert parts["pixel"] == pytest.approx(0.01)
+    assert parts["gradient"] == 0.0
+    loss2, parts2 = generator_loss(p, t, LossWeights(), torch.zeros(1, 1, 2, 2))
+    assert parts2["adversarial"] == pytest.approx(1.0)
+    assert float(loss2) > float(loss)
+
+
+def test_few_training_steps_reduce_loss(tmp_path):
+    full, low = synthetic_pairs()
+    ft, lt = torch.from_numpy(full[:, None, :32, :32]), torch.from_numpy(low[:, None, :32, :32])
+    before = float(torch.nn.functional.l1_loss(lt, ft))
+    res = td.train(full, low, small_cfg(150), tmp_path / "run", val=(full[:2, :32, :32], low[:2, :32, :32]))
+    with torch.no_grad():
+        after = float(torch.nn.functional.l1_loss(res.generator(lt), ft))
+    assert after < 0.85 * before
+    assert res.history["adv_step"], "the adversarial phase ran"
+    assert res.history["val_psnr"][-1] > res.history["val_psnr_noisy"][-1]
+    assert (tmp_path / "run" / "loss_curves.png").stat().st_size > 1000
+    assert (tmp_path / "run" / "checkpoint.safetensors").is_file()
+
+
+def test_resume_continues_identically(tmp_path):
+    full, low = synthetic_pairs(n=3)
+    straight = td.train(full, low, small_cfg(8), tmp_path / "a")
+    calls = {"n": 0}
+
+    def cancel_after_5() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 5
+
+    with pytest.raises(CancelledError):  # interrupted in the adversarial phase, checkpoint at step 5
+        td.train(full, low, small_cfg(8), tmp_path / "b", cancel=cancel_after_5)
+    assert json.loads((tmp_path / "b" / "checkpoint.json").read_text())["step"] == 5
+    resumed = td.train(full, low, small_cfg(8), tmp_path / "b", resume=True)
+    assert resumed.step == 8 and resumed.history["step"] == list(range(1, 9))
+    assert resumed.history["total"] == pytest.approx(straight.history["total"], rel=1e-4)
+    for a, b in zip(straight.generator.state_dict().values(), resumed.generator.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_resume_without_checkpoint_is_model_error(tmp_path):
+    full, low = synthetic_pairs(n=2)
+    with pytest.raises(ModelError, match="no checkpoint"):
+        td.train(full, low, small_cfg(2), tmp_path / "none", resume=True)
+
+
+def test_cancel_training_writes_checkpoint(tmp_path):
+    full, low = synthetic_pairs(n=2)
+    calls = {"n": 0}
+
+    def cancel() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 3
+
+    with pytest.raises(CancelledError):
+        td.train(full, low, small_cfg(50), tmp_path / "c", cancel=cancel)
+    assert json.loads((tmp_path / "c" / "checkpoint.json").read_text())["step"] == 3
+
+
+def test_weights_round_trip_through_safetensors(tmp_path):
+    net = make_weights(tmp_path)
+    model, card = dn.load_denoiser("cpu", tmp_path)
+    assert card["sha256"] == sha256_of(tmp_path / "denoiser.safetensors")
+    x = torch.randn(1, 1, 40, 48) * 200
+    with torch.no_grad():
+        assert torch.allclose(model(x), net(x), atol=1e-3)
+    assert dn.load_denoiser("cpu", tmp_path)[0] is model  # cached
+    assert dn.denoiser_info(tmp_path).version == "0.0-test"
+
+
+def test_missing_weights_give_model_error(tmp_path):
+    dn.clear_cache()
+    with pytest.raises(ModelError, match="not found"):
+        dn.load_denoiser("cpu", tmp_path)
+
+
+def test_corrupt_weights_give_model_error(tmp_path):
+    make_weights(tmp_path)
+    w = tmp_path / "denoiser.safetensors"
+    data = bytearray(w.read_bytes())
+    data[100:140] = b"\x00" * 40
+    w.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="SHA-256"):
+        dn.load_denoiser("cpu", tmp_path)
+    # a truncated file whose hash was (wrongly) updated still fails cleanly
+    w.write_bytes(bytes(data[:50]))
+    card = json.loads((tmp_path / "denoiser.json").read_text())
+    card["sha256"] = sha256_of(w)
+    (tmp_path / "denoiser.json").write_text(json.dumps(card))
+    with pytest.raises(ModelError, match="corrupt"):
+        dn.load_denoiser("cpu", tmp_path)
+
+
+def test_weights_of_another_architecture_give_model_error(tmp_path):
+    make_weights(tmp_path)
+    card = json.loads((tmp_path / "denoiser.json").read_text())
+    card["architecture"]["config"]["c0"] = 12
+    (tmp_path / "denoiser.json").write_text(json.dumps(card))
+    dn.clear_cache()
+    with pytest.raises(ModelError, match="do not fit"):
+        dn.load_denoiser("cpu", tmp_path)
+
+
+def test_tiled_equals_untiled_and_padding_kept(tmp_path):
+    make_weights(tmp_path, config=DenoiserConfig())
+    rng = np.random.default_rng(1)
+    img = (gaussian_filter(rng.normal(0, 1, (300, 203)), 2) * 800 + rng.normal(0, 40, (300, 203))).astype(np.float32)
+    img[:, :5] = -3024.0  # outside the scan field
+    whole = dn.denoise_slices(img, device="cpu", folder=tmp_path)
+    tiled = dn.denoise_slices(img, device="cpu", folder=tmp_path, tile=256)
+    assert whole.shape == img.shape and whole.dtype == np.float32
+    assert np.abs(whole - img).max() > 1.0  # the model does something
+    np.testing.assert_allclose(tiled, whole, atol=0.05)
+    assert np.array_equal(whole[:, :5], img[:, :5])
+
+
+def test_denoise_volume_metadata_and_cancel(tmp_path):
+    make_weights(tmp_path)
+    vox = np.random.default_rng(2).normal(0, 30, (3, 40, 40)).astype(np.float32)
+    src = Volume(vox.copy(), (2.0, 0.7, 0.7), metadata=VolumeMetadata(modality="CT", series_description="Chest"))
+    seen: list[float] = []
+    out = dn.denoise_volume(src, device="cpu", folder=tmp_path, progress=lambda f, m: seen.append(f))
+    assert np.array_equal(src.voxels, vox) and src.metadata.derived_from == ""
+    assert out.metadata.derived_from == "AI denoised"
+    assert out.metadata.series_description == "Chest [AI denoised]"
+    assert out.metadata.extra["denoiser"]["version"] == "0.0-test"
+    assert out.spacing == src.spacing and out.shape == src.shape
+    assert seen and seen[-1] == pytest.approx(1.0)
+    with pytest.raises(CancelledError):
+        dn.denoise_volume(src, device="cpu", folder=tmp_path, cancel=lambda: True)
+    mr = Volume(vox, metadata=VolumeMetadata(modality="MR"))
+    with pytest.raises(ModelError, match="CT"):
+        dn.denoise_volume(mr, folder=tmp_path)
+
+
+def test_train_main_installs_weights_and_card(tmp_path, monkeypatch):
+    full, low = synthetic_pairs(n=4)
+
+    def fake_pairs(cache, cfg, workers=1, progress=None, cancel=None):
+        return full[:3], low[:3], full[3:, :32, :32], low[3:, :32, :32], {"pairs": 4, "pixel_mm": 0.7}
+
+    monkeypatch.setattr(td, "load_training_pairs", fake_pairs)
+    res = tmp_path / "resources"
+    (res / "models").mkdir(parents=True)
+    monkeypatch.setenv("MEDVIEWER_RESOURCES", str(res))
+    run = tmp_path / "run"
+    (run / "evaluation").mkdir(parents=True)
+    (run / "evaluation" / "results.json").write_text(json.dumps({"summary": {"real_dose0.25": {"ai": {"psnr": 40.0}}}}))
+    monkeypatch.setattr(td, "TrainConfig", lambda seed=0: small_cfg(4, seed=seed))
+    args = argparse.Namespace(
+        steps=4, out=run, resume=False, seed=3, device="cpu", batch_size=None, threads=None, data=tmp_path / "d", install=True
+    )
+    assert td.main(args) == 0
+    card = json.loads((res / "models" / "denoiser.json").read_text())
+    assert card["intended_use"] == "Research use only, not for diagnosis."
+    assert card["training"]["steps"] == 4 and card["metrics"]["real_dose0.25"]["ai"]["psnr"] == 40.0
+    assert card["macs_per_512x512_slice"] > 0 and card["parameters"] > 0
+    assert card["sha256"] == sha256_of(res / "models" / "denoiser.safetensors")
+    dn.clear_cache()
+    model, _ = dn.load_denoiser("cpu", res / "models")
+    assert model.config == SMALL
+
+
+SHIPPED = models_dir() / "denoiser.safetensors"
+
+
+@pytest.mark.skipif(not SHIPPED.is_file(), reason="shipped weights resources/models/denoiser.safetensors not trained yet")
+def test_shipped_weights_keep_mean_and_lower_noise():
+    from medviewer.training.lowdose import QUARTER_DOSE, simulate_low_dose
+
+    dn.clear_cache()
+    size = 256
+    yy, xx = np.mgrid[:size, :size]
+    r2 = (yy - size / 2) ** 2 + (xx - size / 2) ** 2
+    img = np.where(r2 < 110**2, 40.0, -1000.0).astype(np.float32)  # uniform soft-tissue cylinder
+    low = simulate_low_dose(img, QUARTER_DOSE, pixel_mm=0.7, seed=5)
+    out = dn.denoise_slices(low[None], device="cpu")[0]
+    roi = r2 < 70**2
+    assert abs(float(out[roi].mean()) - float(low[roi].mean())) <= 3.0
+    assert abs(float(out[roi].mean()) - 40.0) <= 3.0
+    assert float(out[roi].std()) < 0.6 * float(low[roi].std())
