@@ -155,12 +155,13 @@ def frames_of(entry: FileEntry) -> list[Frame]:
     n = entry.n_frames
     if n > _MAX_FRAMES:
         raise ValueError(f"NumberOfFrames {n} is implausibly large")
-    shared = _item(ds, "SharedFunctionalGroupsSequence")
-    per_frame = _get(ds, "PerFrameFunctionalGroupsSequence")
-    try:
-        per_list = list(per_frame) if per_frame is not None else []
-    except Exception:  # noqa: BLE001
-        per_list = []
+    shared = _item(ds, "SharedFunctionalGroupsSequence") if 0x52009229 in ds else None
+    per_list: list[Any] = []
+    if 0x52009230 in ds:
+        try:
+            per_list = list(_get(ds, "PerFrameFunctionalGroupsSequence") or [])
+        except Exception:  # noqa: BLE001
+            per_list = []
 
     top_iop = _valid_orientation(_floats(_get(ds, "ImageOrientationPatient"), 6))
     top_ipp = _floats(_get(ds, "ImagePositionPatient"), 3)
@@ -168,7 +169,7 @@ def frames_of(entry: FileEntry) -> list[Frame]:
     top_slope = _float(_get(ds, "RescaleSlope"), 1.0) or 1.0
     top_intercept = _float(_get(ds, "RescaleIntercept"), 0.0) or 0.0
     top_thick = _float(_get(ds, "SliceThickness"), None)
-    top_windows = _windows(ds)
+    top_windows = _windows(ds) if 0x00281050 in ds else ()
     instance = _int(_get(ds, "InstanceNumber"), 0)
     offsets = None
     if n > 1 and top_ipp is not None:

@@ -8,11 +8,13 @@ one), and zip members are refused when their declared size is too large.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import struct
 import warnings
 import zlib
+from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from medviewer.dicom.model import FileEntry, PixelLocation
@@ -61,6 +63,16 @@ def memory_budget() -> int:
     except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
         total = 8 * 2**30
     return max(256 * 2**20, total // 2)
+
+
+@contextlib.contextmanager
+def _recording(log: list[warnings.WarningMessage]) -> Iterator[None]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            log.extend(caught)
 
 
 def _deflate_cap(compressed_size: int, budget: int) -> int:
@@ -156,6 +168,7 @@ def read_entry(
     member: str | None = None,
     data: bytes | None = None,
     budget: int | None = None,
+    warning_log: list[warnings.WarningMessage] | None = None,
 ) -> FileEntry:
     """Read one file's header (pixel data not read) and locate its pixel data.
 
@@ -169,6 +182,10 @@ def read_entry(
         The file's bytes when already in memory (zip members).
     budget : int, optional
         Memory budget for inflating deflated data sets.
+    warning_log : list, optional
+        The list of an enclosing ``warnings.catch_warnings(record=True)``;
+        when given, the caller records warnings (cheaper for many files) and
+        this file's share becomes ``FileEntry.warnings``.
 
     Returns
     -------
@@ -190,7 +207,8 @@ def read_entry(
         fp = io.BytesIO(data) if data is not None else open(path, "rb")  # noqa: SIM115
     except OSError as exc:
         raise DicomError(f"cannot open file ({exc.strerror or exc})", path) from exc
-    caught: list[warnings.WarningMessage] = []
+    start = len(warning_log) if warning_log is not None else 0
+    caught: list[warnings.WarningMessage] = warning_log if warning_log is not None else []
     try:
         with fp:
             size = len(data) if data is not None else os.fstat(fp.fileno()).st_size  # type: ignore[union-attr]
@@ -199,8 +217,7 @@ def read_entry(
             deflated = _DEFLATED_TS_BYTES in head
             if deflated:
                 _check_deflate(fp, path, budget)
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
+            with contextlib.nullcontext() if warning_log is not None else _recording(caught):
                 try:
                     ds = pydicom.dcmread(fp, stop_before_pixels=not deflated)
                 except InvalidDicomError as exc:
@@ -230,7 +247,7 @@ def read_entry(
         raise TooLargeError("header too large to read", path) from exc
     except Exception as exc:  # pydicom lets many types out on corrupt files
         raise DicomError(f"corrupt DICOM header ({type(exc).__name__}: {exc})", path) from exc
-    notes = sorted({str(w.message).split(" in file ")[0][:200] for w in caught})
+    notes = sorted({str(w.message).split(" in file ")[0][:200] for w in caught[start:]})
     return FileEntry(
         path=path, size=size, header=ds, transfer_syntax=ts, pixels=pixels, archive=archive, member=member, warnings=notes
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 import zipfile
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
@@ -352,6 +353,51 @@ def _group(entries: list[FileEntry], budget: int) -> list[Study]:
     return out
 
 
+def _read_all(
+    sources: list[tuple[str, dict[str, Any]]],
+    entries: list[FileEntry],
+    skipped: list[tuple[str, str]],
+    warning_log: list[warnings.WarningMessage],
+    budget: int,
+    prog: Progress,
+    cancel: CancelFn | None,
+) -> None:
+    """The header-only pass over every source (files and zip members)."""
+    total = max(len(sources), 1)
+    open_zip: tuple[str, zipfile.ZipFile] | None = None
+    try:
+        for i, (display, kwargs) in enumerate(sources):
+            if i % 16 == 0:
+                check_cancel(cancel, "scan")
+                prog(0.95 * i / total, f"reading headers {i}/{total}")
+            try:
+                if "archive" in kwargs:
+                    info: zipfile.ZipInfo = kwargs.pop("zip_info")
+                    if info.file_size > budget:
+                        raise DicomError(f"zip member of {info.file_size} bytes exceeds the memory budget", display)
+                    if open_zip is None or open_zip[0] != kwargs["archive"]:
+                        if open_zip is not None:
+                            open_zip[1].close()
+                        open_zip = (kwargs["archive"], zipfile.ZipFile(kwargs["archive"]))
+                    try:
+                        with open_zip[1].open(info) as fp:
+                            data = fp.read()
+                    except Exception as exc:  # noqa: BLE001 - zlib.error, BadZipFile, CRC errors
+                        raise DicomError(f"cannot extract from zip ({type(exc).__name__}: {exc})", display) from exc
+                    entries.append(read_entry(display, data=data, budget=budget, warning_log=warning_log, **kwargs))
+                else:
+                    entries.append(read_entry(display, budget=budget, warning_log=warning_log))
+            except NotDicomError as exc:
+                skipped.append((display, exc.reason))
+            except DicomError as exc:
+                skipped.append((display, exc.reason))
+            except (OSError, zipfile.BadZipFile) as exc:
+                skipped.append((display, f"cannot read ({exc})"))
+    finally:
+        if open_zip is not None:
+            open_zip[1].close()
+
+
 def _as_paths(path: PathLike | Sequence[PathLike]) -> list[Path]:
     if isinstance(path, (str, os.PathLike)):
         return [Path(path)]
@@ -401,39 +447,9 @@ def scan_with_report(
     prog(0.0, "listing files")
     sources = list(_iter_sources(_as_paths(path), skipped))
     entries: list[FileEntry] = []
-    total = max(len(sources), 1)
-    open_zip: tuple[str, zipfile.ZipFile] | None = None
-    try:
-        for i, (display, kwargs) in enumerate(sources):
-            if i % 16 == 0:
-                check_cancel(cancel, "scan")
-                prog(0.95 * i / total, f"reading headers {i}/{total}")
-            try:
-                if "archive" in kwargs:
-                    info: zipfile.ZipInfo = kwargs.pop("zip_info")
-                    if info.file_size > budget:
-                        raise DicomError(f"zip member of {info.file_size} bytes exceeds the memory budget", display)
-                    if open_zip is None or open_zip[0] != kwargs["archive"]:
-                        if open_zip is not None:
-                            open_zip[1].close()
-                        open_zip = (kwargs["archive"], zipfile.ZipFile(kwargs["archive"]))
-                    try:
-                        with open_zip[1].open(info) as fp:
-                            data = fp.read()
-                    except Exception as exc:  # noqa: BLE001 - zlib.error, BadZipFile, CRC errors
-                        raise DicomError(f"cannot extract from zip ({type(exc).__name__}: {exc})", display) from exc
-                    entries.append(read_entry(display, data=data, budget=budget, **kwargs))
-                else:
-                    entries.append(read_entry(display, budget=budget))
-            except NotDicomError as exc:
-                skipped.append((display, exc.reason))
-            except DicomError as exc:
-                skipped.append((display, exc.reason))
-            except (OSError, zipfile.BadZipFile) as exc:
-                skipped.append((display, f"cannot read ({exc})"))
-    finally:
-        if open_zip is not None:
-            open_zip[1].close()
+    with warnings.catch_warnings(record=True) as warning_log:
+        warnings.simplefilter("always")
+        _read_all(sources, entries, skipped, warning_log, budget, prog, cancel)
     dicomdirs = [e for e in entries if e.sop_class_uid == _DICOMDIR_CLASS]
     for e in dicomdirs:
         skipped.append((e.path, "DICOMDIR index (its files are scanned directly)"))
