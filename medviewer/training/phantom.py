@@ -99,6 +99,7 @@ def make_phantom(
     *,
     diameter_range_mm: tuple[float, float] = (3.0, 30.0),
     lesion_shapes: Sequence[str] | None = None,
+    slice_thickness: float | None = None,
 ) -> Phantom:
     """Generate one deterministic chest/upper-abdomen CT phantom with lesions.
 
@@ -127,6 +128,10 @@ def make_phantom(
         Range of nominal lesion diameters (default 3-30 mm).
     lesion_shapes : sequence of str, optional
         Allowed shapes (:data:`LESION_SHAPES`).
+    slice_thickness : float, optional
+        Slice thickness (mm) for partial volume along z when it differs from
+        the slice spacing (e.g. a few sparse 2.5 mm slices spread over the
+        whole chest and abdomen); default the spacing.
 
     Returns
     -------
@@ -158,7 +163,7 @@ def make_phantom(
     report = Progress(progress)
     check_cancel(cancel, "phantom generation")
     hu, tissue, hab, origin = build_anatomy(
-        rng_anat, shape_t, spacing_t, bool(contrast), report.sub(0.0, 0.85), cancel  # type: ignore[arg-type]
+        rng_anat, shape_t, spacing_t, bool(contrast), report.sub(0.0, 0.85), cancel, slice_thickness  # type: ignore[arg-type]
     )
     meta = VolumeMetadata(
         modality="CT",
@@ -166,7 +171,7 @@ def make_phantom(
         patient_id=f"PH{int(seed):07d}",
         study_description="MedViewer phantom (synthetic, research use only)",
         series_description="Phantom full dose" + (" contrast" if contrast else ""),
-        slice_thickness=spacing_t[0],
+        slice_thickness=float(slice_thickness) if slice_thickness else spacing_t[0],
         windows=list(CT_WINDOWS),
         units="HU",
         manufacturer="MedViewer phantom",
@@ -197,6 +202,7 @@ def make_phantom(
             allowed={k: v for k, v in hosts.items() if k in kinds},
             diameter_range_mm=diameter_range_mm,
             shapes=lesion_shapes,
+            slice_thickness=slice_thickness,
             progress=report.sub(0.85, 1.0),
             cancel=cancel,
         )

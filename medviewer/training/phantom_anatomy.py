@@ -213,6 +213,7 @@ def build_anatomy(
     contrast: bool,
     progress: Progress | None = None,
     cancel: CancelFn | None = None,
+    slice_thickness: float | None = None,
 ) -> tuple[NDArray[np.float32], NDArray[np.uint8], Habitus, tuple[float, float, float]]:
     """Paint one random chest/upper-abdomen phantom.
 
@@ -228,6 +229,10 @@ def build_anatomy(
         Portal-venous contrast phase (enhanced blood, liver, spleen, kidneys).
     progress, cancel
         Progress (a :class:`Progress`) and cancel callbacks.
+    slice_thickness : float, optional
+        Reconstructed slice thickness (mm) for the partial-volume effect
+        along z; default the slice spacing. Sparse slices (spacing larger
+        than thickness) sample the anatomy without thick-slice blur.
 
     Returns
     -------
@@ -239,7 +244,8 @@ def build_anatomy(
     """
     nz, ny, nx = shape
     sz, sy, sx = (float(s) for s in spacing)
-    sp = (sx, sy, sz)
+    thick = float(slice_thickness) if slice_thickness else sz
+    sp = (sx, sy, thick)
     rep = progress or Progress(None)
 
     # ------------------------------------------------------------- habitus
@@ -377,7 +383,7 @@ def build_anatomy(
         sub_hu += a * (lung_val(sl) - sub_hu)
         tissue[sl][a >= 0.5] = TISSUE_LUNG
     # mediastinum (fat column between the lungs, wider anteriorly at the heart)
-    med = intersect(lambda x, y, z: (-10.0 * s - z + 0.0 * x, np.full(np.broadcast(x, y, z).shape, sz, np.float32)), ellipsoid((6.0 * s, (yci - Bi + y_vb) / 2.0, 0.0), (0.15 * Ai, (y_vb - yci + Bi) / 2.0, math.inf), sp), above_dia)
+    med = intersect(lambda x, y, z: (-10.0 * s - z + 0.0 * x, np.full(np.broadcast(x, y, z).shape, thick, np.float32)), ellipsoid((6.0 * s, (yci - Bi + y_vb) / 2.0, 0.0), (0.15 * Ai, (y_vb - yci + Bi) / 2.0, math.inf), sp), above_dia)
     a_med = cv.paint(med, lung_box[0], lung_box[1], tex(-95.0, 8.0, 6.0), TISSUE_FAT)
     # diaphragm muscle sheet under the lungs
     dia_sheet = intersect(cavity, below_dia, offset(above_dia, 5.0 * s))
@@ -404,7 +410,7 @@ def build_anatomy(
     def disc_shape(x: Arr, y: Arr, z: Arr) -> tuple[Arr, Arr]:
         zz = np.mod(z - phase, period) - period / 2.0
         d = np.abs(zz) - 3.0 * s
-        return d + 0.0 * x + 0.0 * y, np.full(np.broadcast(x, y, z).shape, sz, np.float32)
+        return d + 0.0 * x + 0.0 * y, np.full(np.broadcast(x, y, z).shape, thick, np.float32)
 
     cv.paint(intersect(offset(vb, 0.8 * s), disc_shape), (-40 * s, y_vb - 30 * s, zlo), (40 * s, y_vb + 30 * s, zhi), tex(85.0, 6.0), TISSUE_DISC)
     # neural arch, spinous and transverse processes, canal
@@ -420,7 +426,7 @@ def build_anatomy(
             d, w = tp(x, y, np.float32(0.0))
             zz = np.abs(np.mod(z - phase - period / 2.0, period) - period / 2.0) - 6.0 * s
             take = zz > d
-            return np.where(take, zz, d), np.where(take, np.float32(sz), w)
+            return np.where(take, zz, d), np.where(take, np.float32(thick), w)
 
         cv.paint(tp_level, (-45 * s, y_vb + 15 * s, zlo), (45 * s, y_vb + 40 * s, zhi), tex(520.0, 30.0), TISSUE_CORTICAL_BONE)
     canal = ellipsoid((0.0, y_vb + 25.0 * s, 0.0), (9.0 * s, 8.0 * s, math.inf), sp)
@@ -461,7 +467,7 @@ def build_anatomy(
     ]
     for (vx, vy), r, (za, zb) in vessels:
         col = intersect(ellipsoid((vx, vy, 0.0), (r, r, math.inf), sp),
-                        lambda x, y, z, za=za, zb=zb: (np.maximum(za - z, z - zb), np.full(np.broadcast(x, y, z).shape, sz, np.float32)))
+                        lambda x, y, z, za=za, zb=zb: (np.maximum(za - z, z - zb), np.full(np.broadcast(x, y, z).shape, thick, np.float32)))
         cv.paint(col, (vx - r - 5, vy - r - 5, max(zlo, za - 5)), (vx + r + 5, vy + r + 5, min(zhi, zb + 5)), tex(blood + 20.0 if contrast else 42.0, 3.0), TISSUE_BLOOD)
 
     # pulmonary vessel trees from both hila
@@ -493,7 +499,7 @@ def build_anatomy(
         cv.paint(capsule(p, q, r0, r1, sp), lo, hi, -985.0, TISSUE_AIRWAY)
     # esophagus
     eso = ellipsoid((6.0 * s, y_vb - 24.0 * s, 0.0), (8.0 * s, 7.0 * s, math.inf), sp)
-    cv.paint(intersect(eso, lambda x, y, z: (z - 20.0 * s, np.full(np.broadcast(x, y, z).shape, sz, np.float32))),
+    cv.paint(intersect(eso, lambda x, y, z: (z - 20.0 * s, np.full(np.broadcast(x, y, z).shape, thick, np.float32))),
              (-20 * s, y_vb - 40 * s, zlo), (30 * s, y_vb - 10 * s, zhi), tex(45.0, 4.0), TISSUE_MUSCLE)
 
     # ------------------------------------------------------------ abdomen
@@ -639,7 +645,7 @@ def build_anatomy(
     # sternum (chest, anterior midline)
     st_y = ryc - rib_b(0.0) + 2.0 * s
     stern = intersect(elliptic_column(0.0, st_y, 14.0 * s, 5.5 * s, sp),
-                      lambda x, y, z: (np.maximum(-20.0 * s - z, z - 200.0 * s), np.full(np.broadcast(x, y, z).shape, sz, np.float32)))
+                      lambda x, y, z: (np.maximum(-20.0 * s - z, z - 200.0 * s), np.full(np.broadcast(x, y, z).shape, thick, np.float32)))
     cv.paint(stern, (-20 * s, yc - B - 5, zlo), (20 * s, yc, zhi), 750.0, TISSUE_CORTICAL_BONE)
     cv.paint(offset(stern, -1.5 * s), (-20 * s, yc - B - 5, zlo), (20 * s, yc, zhi), tex(190.0, 25.0), TISSUE_MARROW)
     del lung_alpha, liv_alpha, fine, coarse, blob, blob2

@@ -146,9 +146,15 @@ def render_lesion(
     label: int,
     rng: np.random.Generator,
     bg: float,
+    thickness: float | None = None,
 ) -> float:
-    """Paint one lesion in place (``center`` (k, j, i) in voxels); returns its contrast."""
+    """Paint one lesion in place (``center`` (k, j, i) in voxels); returns its contrast.
+
+    ``thickness`` (mm) replaces the slice spacing in the partial-volume edge
+    width along z when slices are sparser than thick.
+    """
     sz, sy, sx = spacing
+    tz = float(thickness) if thickness else sz
     hu_les, hu_core = _choose_hu(kind, bg, rng)
     soft = float(rng.uniform(0.2, 0.6) * min(radius, 3.0)) if kind != "part_solid_nodule" else float(radius * 0.25)
     spic_len = 0.0
@@ -176,7 +182,7 @@ def render_lesion(
         mean_f = 1.0 + float(np.sum(amp)) * 0.1  # E[max(0, cos)^4] over the sphere = 1/10
         rdir = radius * f / mean_f
     d = r - rdir
-    w = np.abs(ux) * sx + np.abs(uy) * sy + np.abs(uz) * sz
+    w = np.abs(ux) * sx + np.abs(uy) * sy + np.abs(uz) * tz
     alpha = np.clip(0.5 - d / (w + soft), 0.0, 1.0)
     if shape == "spiculated":
         for v in _unit_vectors(rng, int(rng.integers(6, 15))):
@@ -186,7 +192,7 @@ def render_lesion(
             qx, qy, qz = dx - t * v[0], dy - t * v[1], dz - t * v[2]
             dist = np.sqrt(qx * qx + qy * qy + qz * qz) + 1e-6
             taper = rad * (1.0 - 0.7 * t / length)
-            wd = (np.abs(qx) * sx + np.abs(qy) * sy + np.abs(qz) * sz) / dist
+            wd = (np.abs(qx) * sx + np.abs(qy) * sy + np.abs(qz) * tz) / dist
             alpha = np.maximum(alpha, np.clip(0.5 - (dist - taper) / wd, 0.0, 1.0))
     texture = rng.normal(0.0, 1.0, alpha.shape)
     from scipy import ndimage
@@ -264,6 +270,7 @@ def insert_lesions(
     shapes: Sequence[str] | None = None,
     first_label: int = 1,
     labels: NDArray[np.int16] | None = None,
+    slice_thickness: float | None = None,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
 ) -> tuple[NDArray[np.float32], NDArray[np.int16], list[Lesion]]:
@@ -300,6 +307,9 @@ def insert_lesions(
         Label value of the first lesion.
     labels : int16 ndarray, optional
         Existing label mask to add to (copied).
+    slice_thickness : float, optional
+        Slice thickness for the partial-volume edge along z when it differs
+        from the slice spacing.
     progress, cancel
         Callbacks.
 
@@ -394,7 +404,7 @@ def insert_lesions(
         host = arr[max(0, k0 - rk) : k0 + rk + 1, max(0, j0 - rj) : j0 + rj + 1, max(0, i0 - ri) : i0 + ri + 1]
         hm = masks[kind][max(0, k0 - rk) : k0 + rk + 1, max(0, j0 - rj) : j0 + rj + 1, max(0, i0 - ri) : i0 + ri + 1]
         bg = float(np.median(host[hm])) if hm.any() else float(arr[k0, j0, i0])
-        contrast = render_lesion(out, lab, center, sp, diam / 2, shape, kind, label, rng, bg)
+        contrast = render_lesion(out, lab, center, sp, diam / 2, shape, kind, label, rng, bg, thickness=slice_thickness)
         if geometry is not None:
             cpat = tuple(float(v) for v in geometry.index_to_patient(center))
         else:
