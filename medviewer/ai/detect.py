@@ -37,8 +37,8 @@ from medviewer.volume import Volume
 
 MODEL_NAME = "detector"
 DISPLAY_NAME = "medviewer-lesion-detector"
-#: Slices per encoder/decoder batch; cancel is checked between batches.
-SLICE_BATCH = 8
+#: Slices per encoder/decoder batch on the CPU (GPU: 4x); cancel is checked between batches.
+SLICE_BATCH = 4
 #: Candidates whose raw centre probability is below this are not considered.
 MIN_PEAK_PROB = 0.02
 #: At most this many candidates per volume.
@@ -135,14 +135,15 @@ def _index_map(n_from: int, n_to: int, idx: NDArray[np.floating[Any]] | float) -
 
 # --------------------------------------------------------------------------- network
 def stack_context(x: torch.Tensor, context: int = CONTEXT) -> torch.Tensor:
-    """``(S, H, W)`` -> ``(S, 2*context+1, H, W)`` with neighbouring slices as channels.
+    """``(S, W, H, X)`` -> ``(S, (2*context+1) * W, H, X)``: neighbouring slices as channels.
 
-    Slices beyond the ends are replicated.
+    ``x`` holds ``W`` windows per slice (from :func:`normalize_hu`); slices
+    beyond the ends are replicated. Channel order is slice-major.
     """
     s = x.shape[0]
     idx = torch.arange(s)[:, None] + torch.arange(-context, context + 1)[None, :]
     idx = idx.clamp(0, s - 1)
-    return x[idx.to(x.device)]
+    return x[idx.to(x.device)].flatten(1, 2)
 
 
 def predict_maps(
@@ -152,7 +153,7 @@ def predict_maps(
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
     slice_batch: int = SLICE_BATCH,
-) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32]]:
     """Run the network on a volume already at the internal spacing.
 
     Parameters
@@ -170,21 +171,25 @@ def predict_maps(
     -------
     seg_logit, heat_logit : ndarray
         ``(S, ceil(H/2), ceil(W/2))`` float32 logits.
+    offset : ndarray
+        ``(S, 3, ceil(H/2), ceil(W/2))`` float32 centre offsets (output voxels).
     """
     dev = resolve_device(device)
     prog = Progress(progress)
     x = torch.as_tensor(np.asarray(hu, dtype=np.float32) if not isinstance(hu, torch.Tensor) else hu, dtype=torch.float32)
     s, h, w = x.shape
     ph, pw = (-h) % SIZE_MULTIPLE, (-w) % SIZE_MULTIPLE
-    xn = normalize_hu(x)
+    xn = normalize_hu(x)  # (S, windows, H, W)
     if ph or pw:
-        xn = F.pad(xn[None], (0, pw, 0, ph), mode="replicate")[0]
+        xn = F.pad(xn, (0, pw, 0, ph), mode="replicate")
     oh, ow = (h + 1) // OUTPUT_STRIDE, (w + 1) // OUTPUT_STRIDE
     model = model.to(dev)
     use_amp = dev.type == "cuda"
     if dev.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
     model.eval()
+    if dev.type == "cuda":
+        slice_batch *= 4
     n_batches = max(1, math.ceil(s / slice_batch))
     total_steps = 2 * n_batches + 2 * s
     done = 0
@@ -198,7 +203,7 @@ def predict_maps(
             check_cancel(cancel, "lesion detection")
             idx = torch.arange(b0, min(s, b0 + slice_batch))
             ctx = idx[:, None] + torch.arange(-model.context, model.context + 1)[None, :]
-            inp = xn[ctx.clamp(0, s - 1)].to(dev)
+            inp = xn[ctx.clamp(0, s - 1)].flatten(1, 2).to(dev)  # (B, context * windows, H, W)
             if dev.type == "cpu":
                 inp = inp.contiguous(memory_format=torch.channels_last)
             e1, e2, e3 = model.encode(inp)
@@ -237,7 +242,7 @@ def predict_maps(
             done += 1
             tick("detector: decoding slices")
     out_all = torch.cat(outs).numpy()
-    return np.ascontiguousarray(out_all[:, 0]), np.ascontiguousarray(out_all[:, 1])
+    return np.ascontiguousarray(out_all[:, 0]), np.ascontiguousarray(out_all[:, 1]), np.ascontiguousarray(out_all[:, 2:])
 
 
 # --------------------------------------------------------------------------- candidates
@@ -263,6 +268,7 @@ def extract_candidates(
     min_prob: float = MIN_PEAK_PROB,
     max_candidates: int = MAX_CANDIDATES,
     seg_threshold: float = 0.5,
+    offset: NDArray[np.floating[Any]] | None = None,
 ) -> tuple[list[Candidate], NDArray[np.int32]]:
     """3D candidates from the centre heat map (peaks) and the segmentation map (extent).
 
@@ -271,7 +277,9 @@ def extract_candidates(
     component of ``seg_prob >= seg_threshold`` that contains it (or, for faint
     candidates, the component of ``seg_prob >= seg_prob[peak] / 2`` in a box
     around it); a peak falling inside a stronger candidate's mask is a
-    duplicate and is dropped.
+    duplicate and is dropped. The centre is the peak plus the predicted
+    sub-voxel ``offset`` (``(S, 3, H, W)``, clipped to +-1 voxel) when given,
+    else the heat-weighted centroid of the peak's 3x3x3 neighbourhood.
 
     Returns
     -------
@@ -317,12 +325,15 @@ def extract_candidates(
         region &= labels[sl] == 0
         region[local_p] = True
         labels[sl][region] = lab
-        # centre: heat-weighted centroid of the 3x3x3 neighbourhood of the peak
-        nb = tuple(slice(max(0, c - 1), c + 2) for c in pk)
-        wts = expit(heat_logit[nb].astype(np.float64))
-        grid = np.indices(wts.shape).reshape(3, -1).T + np.array([s.start for s in nb])
-        ww = wts.reshape(-1)
-        centre = tuple(float(v) for v in (grid * ww[:, None]).sum(0) / max(ww.sum(), 1e-9))
+        if offset is not None:
+            off = np.clip(np.asarray(offset[pk[0], :, pk[1], pk[2]], dtype=np.float64), -1.0, 1.0)
+            centre = tuple(float(c + o) for c, o in zip(pk, off))
+        else:  # heat-weighted centroid of the 3x3x3 neighbourhood of the peak
+            nb = tuple(slice(max(0, c - 1), c + 2) for c in pk)
+            wts = expit(heat_logit[nb].astype(np.float64))
+            grid = np.indices(wts.shape).reshape(3, -1).T + np.array([s.start for s in nb])
+            ww = wts.reshape(-1)
+            centre = tuple(float(v) for v in (grid * ww[:, None]).sum(0) / max(ww.sum(), 1e-9))
         cands.append(Candidate(centre, float(heat_logit[pk]), lab, int(region.sum()), thr))  # type: ignore[arg-type]
     return cands, labels
 
@@ -417,14 +428,14 @@ def detect_lesions(
         with torch.inference_mode():
             hu_int = _resample(torch.from_numpy(src), ishape)
         prog(0.05, "detector: running the network")
-        seg_logit, heat_logit = predict_maps(model, hu_int, dev, prog.sub(0.05, 0.85).__call__, cancel)
+        seg_logit, heat_logit, offset = predict_maps(model, hu_int, dev, prog.sub(0.05, 0.85).__call__, cancel)
         del hu_int
         check_cancel(cancel, "lesion detection")
         prog(0.85, "detector: extracting findings")
         seg_prob = expit(seg_logit).astype(np.float32)
         oshape = seg_prob.shape
         ospacing = tuple(ext / n for ext, n in zip(np.array(volume.shape) * np.array(volume.spacing), oshape))
-        cands, labels = extract_candidates(seg_prob, heat_logit, ospacing)  # type: ignore[arg-type]
+        cands, labels = extract_candidates(seg_prob, heat_logit, ospacing, offset=offset)  # type: ignore[arg-type]
         calibration = card.get("calibration")
         min_conf = float(card.get("min_confidence", 0.05)) if min_confidence is None else float(min_confidence)
         confs = [calibrate(c.logit, calibration) for c in cands]

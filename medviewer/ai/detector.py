@@ -3,9 +3,10 @@
 Architecture (``LesionNet``)
 ----------------------------
 * **Input**: ``(S, C, H, W)`` — S slices of one volume at the model's internal
-  spacing (:data:`INTERNAL_SPACING`), each with ``C = 2 * CONTEXT + 1``
-  neighbouring slices as channels (2.5D), HU clipped to :data:`HU_CLIP` and
-  scaled to about [-1, 1] (:func:`normalize_hu`).
+  spacing (:data:`INTERNAL_SPACING`), each with its ``2 * CONTEXT + 1``
+  neighbouring slices as channels (2.5D), every slice in two HU windows
+  (:data:`WINDOWS`, scaled to [-1, 1] by :func:`normalize_hu`), so
+  ``C = 2 * (2 * CONTEXT + 1) = 10``.
 * **Encoder** (per slice, 2D): three stride-2 stages (16, 32, 48 channels) of
   conv-BN-ReLU pairs, down to 1/8 of the input size.
 * **Recurrent module**: a bidirectional convolutional GRU runs over the
@@ -13,9 +14,10 @@ Architecture (``LesionNet``)
   hidden states are concatenated with the bottleneck, so every slice sees the
   whole volume and the map is consistent across slices.
 * **Decoder**: two upsampling stages with skip connections back to 1/2 of the
-  input size, then two 1x1 heads: a lesion **segmentation** logit (the
-  per-pixel confidence map) and a lesion-**centre** heat-map logit (CenterNet
-  style) from which candidate extraction picks 3D peaks.
+  input size, then a 1x1 head with five outputs: a lesion **segmentation** logit (the
+  per-pixel confidence map), a lesion-**centre** heat-map logit (CenterNet
+  style) from which candidate extraction picks 3D peaks, and a sub-voxel
+  centre **offset** (z, y, x) read at each peak.
 
 The network is cheap (about 0.45 GMAC per 256x256 internal slice, see
 :func:`count_macs`) so the whole detector meets <= 60 ms per 512x512 source
@@ -34,24 +36,36 @@ from torch import nn
 
 #: Model input spacing (z, y, x) in mm; volumes are resampled to it and back.
 INTERNAL_SPACING: tuple[float, float, float] = (2.5, 1.4, 1.4)
-#: HU window applied before scaling (``normalize_hu``).
+#: HU window applied before scaling (``normalize_hu``): the wide window.
 HU_CLIP: tuple[float, float] = (-1000.0, 400.0)
+#: Input windows (each clipped and scaled to [-1, 1]): wide (lung to bone) and
+#: soft tissue (W400/L40), so low-contrast lesions keep their contrast.
+WINDOWS: tuple[tuple[float, float], ...] = (HU_CLIP, (-160.0, 240.0))
 #: Neighbouring slices on each side used as input channels (2.5D).
 CONTEXT: int = 2
 #: Output stride of the heads relative to the input (the maps are at 1/2 size).
 OUTPUT_STRIDE: int = 2
 #: Network input size must be a multiple of this.
 SIZE_MULTIPLE: int = 8
-ARCHITECTURE = "LesionNet 2.5D CNN (5-slice input, U-Net encoder/decoder) + bidirectional ConvGRU along z"
+ARCHITECTURE = "LesionNet 2.5D CNN (5 neighbouring slices x 2 HU windows as input channels, U-Net encoder/decoder) + bidirectional ConvGRU along z"
 
 
 def normalize_hu(hu: NDArray[np.floating[Any]] | torch.Tensor) -> Any:
-    """Clip HU to :data:`HU_CLIP` and map it linearly to [-1, 1]."""
-    lo, hi = HU_CLIP
-    mid, half = (lo + hi) / 2.0, (hi - lo) / 2.0
+    """Window an ``(S, H, W)`` HU volume into ``(S, len(WINDOWS), H, W)`` channels in [-1, 1].
+
+    Each window ``(lo, hi)`` of :data:`WINDOWS` clips HU to [lo, hi] and maps
+    it linearly to [-1, 1].
+    """
+    outs = []
+    for lo, hi in WINDOWS:
+        mid, half = (lo + hi) / 2.0, (hi - lo) / 2.0
+        if isinstance(hu, torch.Tensor):
+            outs.append((hu.clamp(lo, hi) - mid) / half)
+        else:
+            outs.append(((np.clip(hu, lo, hi) - mid) / half).astype(np.float32))
     if isinstance(hu, torch.Tensor):
-        return (hu.clamp(lo, hi) - mid) / half
-    return ((np.clip(hu, lo, hi) - mid) / half).astype(np.float32)
+        return torch.stack(outs, dim=1)
+    return np.stack(outs, axis=1)
 
 
 def _cbr(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -119,16 +133,17 @@ class LesionNet(nn.Module):
     Examples
     --------
     >>> net = LesionNet().eval()
-    >>> x = torch.zeros(1, 3, 5, 64, 64)  # (batch, slices, channels, H, W)
-    >>> seg, heat = net(x)
-    >>> tuple(seg.shape), tuple(heat.shape)
-    ((1, 3, 32, 32), (1, 3, 32, 32))
+    >>> x = torch.zeros(1, 3, net.in_channels, 64, 64)  # (batch, slices, channels, H, W)
+    >>> seg, heat, offset = net(x)
+    >>> tuple(seg.shape), tuple(heat.shape), tuple(offset.shape)
+    ((1, 3, 32, 32), (1, 3, 32, 32), (1, 3, 3, 32, 32))
     """
 
     def __init__(self, context: int = CONTEXT, widths: tuple[int, int, int] = (16, 32, 48), hidden: int = 24) -> None:
         super().__init__()
         c1, c2, c3 = widths
-        cin = 2 * context + 1
+        cin = len(WINDOWS) * (2 * context + 1)
+        self.in_channels = cin
         self.context = context
         self.widths = widths
         self.hidden_size = hidden
@@ -138,8 +153,10 @@ class LesionNet(nn.Module):
         self.gru = BiConvGRU(c3, hidden)
         self.dec2 = _cbr(c3 + 2 * hidden + c2, c2)  # at 1/4
         self.dec1 = _cbr(c2 + c1, c1)  # at 1/2
-        self.head = nn.Conv2d(c1, 2, 1)  # seg logit, centre-heat logit
-        nn.init.constant_(self.head.bias, -4.0)
+        self.head = nn.Conv2d(c1, 5, 1)  # seg logit, centre-heat logit, centre offset (z, y, x)
+        nn.init.constant_(self.head.bias, 0.0)
+        with torch.no_grad():
+            self.head.bias[:2] = -4.0
 
     # The three stages are separate so inference can stream slices in batches
     # (and check cancel between batches) while the GRU sees the whole volume.
@@ -151,14 +168,18 @@ class LesionNet(nn.Module):
         return e1, e2, e3
 
     def decode(self, e1: torch.Tensor, e2: torch.Tensor, e3: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        """Per-slice decoder: returns ``(N, 2, H/2, W/2)`` logits (seg, heat)."""
+        """Per-slice decoder: returns ``(N, 5, H/2, W/2)``: seg logit, heat logit, offset (z, y, x)."""
         b = torch.cat([e3, g], dim=1)
         d2 = self.dec2(torch.cat([F.interpolate(b, size=e2.shape[-2:], mode="nearest"), e2], dim=1))
         d1 = self.dec1(torch.cat([F.interpolate(d2, size=e1.shape[-2:], mode="nearest"), e1], dim=1))
         return self.head(d1)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x`` (B, S, C, H, W) -> seg and heat logits, each ``(B, S, H/2, W/2)``."""
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``x`` (B, S, C, H, W) -> seg and heat logits ``(B, S, H/2, W/2)`` and offsets ``(B, S, 3, H/2, W/2)``.
+
+        The offset is the lesion centre minus the voxel position in output-grid
+        voxels (z, y, x), meaningful next to heat-map peaks (CenterNet style).
+        """
         b, s, c, h, w = x.shape
         flat = x.reshape(b * s, c, h, w)
         if x.device.type == "cpu":
@@ -166,8 +187,8 @@ class LesionNet(nn.Module):
         e1, e2, e3 = self.encode(flat)
         g = self.gru(e3.reshape(b, s, *e3.shape[1:])).reshape(b * s, -1, *e3.shape[-2:])
         out = self.decode(e1, e2, e3, g)
-        out = out.reshape(b, s, 2, *out.shape[-2:])
-        return out[:, :, 0], out[:, :, 1]
+        out = out.reshape(b, s, 5, *out.shape[-2:])
+        return out[:, :, 0], out[:, :, 1], out[:, :, 2:]
 
 
 def build_model(config: dict[str, Any] | None = None) -> LesionNet:
@@ -208,7 +229,7 @@ def count_macs(model: LesionNet, size: int = 256, slices: int = 8) -> float:
         with torch.inference_mode():
             was_training = model.training
             model.eval()
-            model(torch.zeros(1, slices, 2 * model.context + 1, size, size))
+            model(torch.zeros(1, slices, model.in_channels, size, size))
             model.train(was_training)
     finally:
         for h in handles:
@@ -219,6 +240,7 @@ def count_macs(model: LesionNet, size: int = 256, slices: int = 8) -> float:
 __all__ = [
     "INTERNAL_SPACING",
     "HU_CLIP",
+    "WINDOWS",
     "CONTEXT",
     "OUTPUT_STRIDE",
     "SIZE_MULTIPLE",

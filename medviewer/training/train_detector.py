@@ -46,6 +46,7 @@ from medviewer.ai.detector import (
     HU_CLIP,
     INTERNAL_SPACING,
     OUTPUT_STRIDE,
+    WINDOWS,
     LesionNet,
     build_model,
     count_macs,
@@ -68,8 +69,8 @@ DEFAULT_STEPS = 3000
 DEFAULT_BATCH = 4
 CROP_SLICES = 9
 CROP_SIZE = 128
-N_TRAIN = 64
-N_VAL = 12
+N_TRAIN = 96
+N_VAL = 16
 
 
 # --------------------------------------------------------------------------- data
@@ -108,6 +109,43 @@ def _to_train_volume(item: Any, seed: int) -> TrainVolume:
     )
 
 
+def _generate_volume(seed: int, shape: tuple[int, int, int], lesion_free: bool) -> TrainVolume:
+    from medviewer.training.phantom import make_phantom
+
+    n_lesions = 0 if lesion_free else int(np.random.default_rng([seed, 7]).integers(1, 7))
+    ph = make_phantom(seed, shape=shape, spacing=INTERNAL_SPACING, n_lesions=n_lesions)
+    return _to_train_volume(ph, seed)
+
+
+def _save_volume(v: TrainVolume, path: Path) -> None:
+    tmp = path.with_name(f".{path.stem}.partial.npz")
+    with open(tmp, "wb") as f:
+        np.savez(
+            f,
+            hu=v.hu,
+            labels=v.labels,
+            centers=v.centers,
+            diameters=v.diameters,
+            kinds=np.array(v.kinds, dtype="U32"),
+            seed=np.array(v.seed),
+        )
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _read_volume(path: Path) -> TrainVolume:
+    with np.load(path) as z:
+        return TrainVolume(
+            hu=z["hu"],
+            labels=z["labels"],
+            centers=z["centers"].reshape(-1, 3),
+            diameters=z["diameters"].reshape(-1),
+            kinds=[str(k) for k in z["kinds"]],
+            seed=int(z["seed"]),
+        )
+
+
 def load_volumes(
     folder: Path,
     n: int,
@@ -115,25 +153,36 @@ def load_volumes(
     shape: tuple[int, int, int] = TRAIN_SHAPE,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
+    lesion_free_fraction: float = 0.2,
 ) -> list[TrainVolume]:
-    """Generate (or read from the cache) ``n`` phantoms with lesions at the internal spacing."""
-    from medviewer.training.datasets import build_detection_volumes
+    """Generate (or read from the cache in ``folder``) ``n`` phantoms at the internal spacing.
 
-    ds = build_detection_volumes(
-        folder,
-        n_volumes=n,
-        seed=seed0,
-        shape=shape,
-        spacing=INTERNAL_SPACING,
-        lesion_free_fraction=0.2,
-        workers=1,
-        progress=progress,
-        cancel=cancel,
-    )
+    Volume ``i`` is :func:`medviewer.training.phantom.make_phantom` with seed
+    ``seed0 + i``, shape ``shape`` and spacing :data:`INTERNAL_SPACING`; every
+    volume whose index falls on the ``lesion_free_fraction`` grid is
+    lesion-free, the others carry 1-6 lesions. Each volume is cached as
+    ``<seed>_<shape>.npz`` (written atomically), so an interrupted generation
+    resumes where it stopped.
+    """
+    prog = Progress(progress)
+    folder.mkdir(parents=True, exist_ok=True)
+    every = max(1, int(round(1.0 / lesion_free_fraction))) if lesion_free_fraction > 0 else 0
     out = []
     for i in range(n):
-        check_cancel(cancel, "loading training volumes")
-        out.append(_to_train_volume(ds[i], seed0 + i))
+        check_cancel(cancel, "generating training volumes")
+        seed = seed0 + i
+        path = folder / f"{seed}_{'x'.join(map(str, shape))}.npz"
+        vol = None
+        if path.is_file():
+            try:
+                vol = _read_volume(path)
+            except (OSError, ValueError, KeyError):
+                vol = None
+        if vol is None:
+            vol = _generate_volume(seed, shape, bool(every) and i % every == every - 1)
+            _save_volume(vol, path)
+        out.append(vol)
+        prog((i + 1) / n, f"phantom {i + 1}/{n}")
     return out
 
 
@@ -144,23 +193,32 @@ def heat_target(
     origin: tuple[int, int, int],
     out_shape: tuple[int, int, int],
     spacing: tuple[float, float, float] = INTERNAL_SPACING,
-) -> NDArray[np.float32]:
-    """Gaussian centre heat map on the output grid of a crop.
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """Gaussian centre heat map and centre-offset target on the output grid of a crop.
 
     Output voxel ``(s, a, b)`` sits at internal index
     ``(k0 + s, j0 + 2a + 0.5, i0 + 2b + 0.5)``; each lesion contributes
     ``exp(-d^2 / 2 sigma^2)`` with ``sigma = max(diameter / 4, 1.5 mm)``, and
     the output voxel nearest to its centre is set to exactly 1.
+
+    Returns
+    -------
+    heat : ndarray (S, H, W)
+    offset : ndarray (S, 3, H, W)
+        Lesion centre minus voxel position (output voxels, z/y/x) in the
+        3x3x3 neighbourhood of each centre voxel, NaN elsewhere.
     """
     s, h, w = out_shape
     k0, j0, i0 = origin
     tgt = np.zeros(out_shape, np.float32)
+    off = np.full((s, 3, h, w), np.nan, np.float32)
     if len(centers) == 0:
-        return tgt
+        return tgt, off
     kk = (k0 + np.arange(s)) * spacing[0]
     jj = (j0 + OUTPUT_STRIDE * np.arange(h) + 0.5) * spacing[1]
     ii = (i0 + OUTPUT_STRIDE * np.arange(w) + 0.5) * spacing[2]
-    for c, d in zip(centers, diameters):
+    order = np.argsort(-np.asarray(diameters))  # small lesions written last win shared voxels
+    for c, d in zip(centers[order], np.asarray(diameters)[order]):
         cm = c * np.array(spacing)
         sigma = max(d / 4.0, 1.5)
         reach = 3 * sigma
@@ -177,14 +235,17 @@ def heat_target(
         gy = np.exp(-((jj - cm[1]) ** 2) / (2 * sigma**2)).astype(np.float32)
         gx = np.exp(-((ii - cm[2]) ** 2) / (2 * sigma**2)).astype(np.float32)
         np.maximum(tgt, gz[:, None, None] * gy[None, :, None] * gx[None, None, :], out=tgt)
-        pk = (
-            int(round(c[0] - k0)),
-            int(round((c[1] - j0 - 0.5) / OUTPUT_STRIDE)),
-            int(round((c[2] - i0 - 0.5) / OUTPUT_STRIDE)),
-        )
+        co = np.array([c[0] - k0, (c[1] - j0 - 0.5) / OUTPUT_STRIDE, (c[2] - i0 - 0.5) / OUTPUT_STRIDE])
+        pk = tuple(int(round(v)) for v in co)
         if all(0 <= p < n for p, n in zip(pk, out_shape)):
             tgt[pk] = 1.0
-    return tgt
+        for dz in (-1, 0, 1):
+            for dy in (-1, 0, 1):
+                for dx in (-1, 0, 1):
+                    q = (pk[0] + dz, pk[1] + dy, pk[2] + dx)
+                    if all(0 <= p < n for p, n in zip(q, out_shape)):
+                        off[q[0], :, q[1], q[2]] = co - np.array(q)
+    return tgt, off
 
 
 def sample_batch(
@@ -197,19 +258,21 @@ def sample_batch(
     p_lesion: float = 0.6,
     p_hard: float = 0.2,
     augment: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Draw a batch of crops.
 
     Returns
     -------
-    x : Tensor (B, S, 2*CONTEXT+1, crop, crop)
+    x : Tensor (B, S, (2*CONTEXT+1) * len(WINDOWS), crop, crop)
         Normalised 2.5D input.
     seg : Tensor (B, S, crop/2, crop/2)
         Soft lesion-mask target.
     heat : Tensor (B, S, crop/2, crop/2)
         Centre heat-map target.
+    offset : Tensor (B, S, 3, crop/2, crop/2)
+        Centre-offset target near lesion centres, NaN elsewhere.
     """
-    xs, segs, heats = [], [], []
+    xs, segs, heats, offs = [], [], [], []
     with_lesions = [i for i, v in enumerate(vols) if len(v.centers)]
     for _ in range(batch):
         u = rng.random()
@@ -245,27 +308,36 @@ def sample_batch(
                 hu = hu + rng.normal(0.0, rng.uniform(2.0, 30.0), hu.shape).astype(np.float32)
             hu = hu * rng.uniform(0.97, 1.03) + rng.uniform(-15, 15)
         seg = lab.reshape(slices, crop // 2, 2, crop // 2, 2).mean(axis=(2, 4))
-        heat = heat_target(v.centers, v.diameters, (k0, j0, i0), seg.shape)  # type: ignore[arg-type]
-        xn = normalize_hu(hu)
+        heat, off = heat_target(v.centers, v.diameters, (k0, j0, i0), seg.shape)  # type: ignore[arg-type]
+        xn = normalize_hu(hu)  # (S + 2 * CONTEXT, windows, H, W)
         ctx = np.arange(slices)[:, None] + np.arange(2 * CONTEXT + 1)[None, :]
-        x = xn[ctx]  # (S, C, H, W)
-        if augment and rng.random() < 0.5:
-            x, seg, heat = x[..., ::-1], seg[..., ::-1], heat[..., ::-1]
+        x = xn[ctx].reshape(slices, -1, crop, crop)  # (S, context * windows, H, W), slice-major
+        if augment and rng.random() < 0.5:  # left-right flip; the x offset changes sign
+            x, seg, heat, off = x[..., ::-1], seg[..., ::-1], heat[..., ::-1], off[..., ::-1].copy()
+            off[:, 2] *= -1
         xs.append(np.ascontiguousarray(x))
         segs.append(np.ascontiguousarray(seg))
         heats.append(np.ascontiguousarray(heat))
-    return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(segs)), torch.from_numpy(np.stack(heats))
+        offs.append(np.ascontiguousarray(off))
+    return (
+        torch.from_numpy(np.stack(xs)),
+        torch.from_numpy(np.stack(segs)),
+        torch.from_numpy(np.stack(heats)),
+        torch.from_numpy(np.stack(offs)),
+    )
 
 
 # --------------------------------------------------------------------------- loss
 def detector_loss(
     seg_logit: torch.Tensor,
     heat_logit: torch.Tensor,
+    offset: torch.Tensor,
     seg_t: torch.Tensor,
     heat_t: torch.Tensor,
+    offset_t: torch.Tensor,
     ohem_fraction: float = 0.02,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Segmentation BCE (+ OHEM term + soft Dice) plus CenterNet focal loss on the heat map.
+    """Segmentation BCE (+ OHEM term + soft Dice), CenterNet focal loss on the heat map, L1 on offsets.
 
     The OHEM term is the mean BCE of the hardest ``ohem_fraction`` of the
     negative pixels (at least as many as there are positive pixels), so false
@@ -293,9 +365,15 @@ def detector_loss(
     neg_loss = -((((1 - heat_t) ** 4) * hp**2) * log1mp)[~pos].sum()
     n_peaks = max(int(pos.sum()), 1)
     heat_loss = (pos_loss + neg_loss) / n_peaks
-    total = seg_loss + heat_loss
+    known = ~torch.isnan(offset_t)
+    if bool(known.any()):
+        off_loss = F.smooth_l1_loss(offset.float()[known], offset_t[known], beta=0.5)
+    else:
+        off_loss = offset.sum() * 0.0
+    total = seg_loss + heat_loss + off_loss
     return total, {
         "loss": float(total.detach()),
+        "offset": float(off_loss.detach()),
         "seg": float(seg_loss.detach()),
         "ohem": float(ohem.detach()),
         "dice": float(dice.detach()),
@@ -315,10 +393,10 @@ def volume_candidates(
     logits : (m,)
     diameters_mm : (m,)
     """
-    seg_logit, heat_logit = predict_maps(model, np.asarray(hu, np.float32), device, cancel=cancel)
+    seg_logit, heat_logit, offset = predict_maps(model, np.asarray(hu, np.float32), device, cancel=cancel)
     seg_prob = expit(seg_logit)
     ospacing = (INTERNAL_SPACING[0], INTERNAL_SPACING[1] * OUTPUT_STRIDE, INTERNAL_SPACING[2] * OUTPUT_STRIDE)
-    cands, _ = extract_candidates(seg_prob, heat_logit, ospacing)
+    cands, _ = extract_candidates(seg_prob, heat_logit, ospacing, offset=offset)
     if not cands:
         return np.zeros((0, 3)), np.zeros(0), np.zeros(0)
     c = np.array([cd.center for cd in cands], dtype=np.float64)
@@ -499,7 +577,8 @@ def make_card(
             "units": "HU",
             "internal_spacing_mm": list(INTERNAL_SPACING),
             "hu_clip": list(HU_CLIP),
-            "normalisation": "clip to hu_clip, then linear map to [-1, 1]",
+            "windows_hu": [list(w) for w in WINDOWS],
+            "normalisation": "each window: clip HU to it, then linear map to [-1, 1]; channels = context slices x windows",
             "context_slices": 2 * CONTEXT + 1,
             "resampling": "antialiased bilinear in-plane + linear in z to the internal spacing, outputs resampled back",
         },
@@ -626,10 +705,8 @@ def main(args: argparse.Namespace) -> int:
             model.train()
             for g in opt.param_groups:
                 g["lr"] = lr_at(step)
-            x, seg_t, heat_t = sample_batch(train, rng, batch, hard)
-            x, seg_t, heat_t = x.to(device), seg_t.to(device), heat_t.to(device)
-            seg, heat = model(x)
-            loss, parts = detector_loss(seg, heat, seg_t, heat_t)
+            x, *targets = sample_batch(train, rng, batch, hard)
+            loss, parts = detector_loss(*model(x.to(device)), *(t.to(device) for t in targets))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 2.0)
@@ -666,7 +743,7 @@ def main(args: argparse.Namespace) -> int:
     state.update(step=step, history=history)
     plot_losses(history, run / "loss_curves.png")
     train_info = {
-        "data": "project-generated CT phantoms only (medviewer.training.phantom via datasets.build_detection_volumes); "
+        "data": "project-generated CT phantoms only (medviewer.training.phantom.make_phantom at the internal spacing); "
         "no real patient data; the real CT slices from pydicom/pydicom-data are evaluation-only",
         "train": _data_summary(train),
         "validation": _data_summary(val),
@@ -676,7 +753,7 @@ def main(args: argparse.Namespace) -> int:
         "batch_size": batch,
         "crop": [CROP_SLICES, CROP_SIZE, CROP_SIZE],
         "optimizer": "AdamW lr 2e-3 (warm-up, cosine to 2e-4), weight decay 1e-4, grad-norm clip 2",
-        "loss": "BCE + OHEM (hardest 2% negative pixels) + 0.5 soft Dice on the mask; CenterNet focal loss on the centre heat map",
+        "loss": "BCE + OHEM (hardest 2% negative pixels) + 0.5 soft Dice on the mask; CenterNet focal loss on the centre heat map; smooth-L1 on centre offsets",
         "hard_negative_mining": f"every {hn_every} steps, false-positive candidates on 2 training volumes are added to a pool; 20% of crops are centred on it",
         "augmentation": "Gaussian noise (SD 2-30 HU, p=0.5), HU scale 0.97-1.03 and offset +-15 HU, left-right flip",
         "seed": seed,

@@ -1,0 +1,570 @@
+"""Evaluation of the lesion detector (``medviewer evaluate detector``).
+
+Two test sets, both never used in training:
+
+* **Held-out phantoms**: :func:`medviewer.training.phantom.make_phantom` with
+  seeds >= 1,000,000 (training uses seeds < 100,000), about 20 % lesion-free.
+* **Real-background volumes**: the real CT slices shipped with pydicom
+  (CT_small, J2K_pixelrep_mismatch) and pydicom-data (693_*, explicit_VR-UN,
+  bad_sequence, eCT_Supplemental), each *grown* into a short volume of 2.5 mm
+  slices by extruding the slice with a smooth, slowly varying in-plane
+  deformation (a few mm, different per slice) plus 8 HU of independent noise
+  per slice, and lesions inserted with
+  :func:`medviewer.training.phantom.insert_lesions` inside the body. The
+  background anatomy and its noise texture are real; the third dimension and
+  the lesions are synthetic.
+
+For each set: FROC with the LUNA16 hit rule, sensitivity at 1/8..8 false
+positives per scan and the CPM, for the detector and for a classical baseline
+(scikit-image Laplacian-of-Gaussian blob detection, 3D, on the soft-tissue
+windowed image, bright and dark blobs) in the same run; calibration
+(reliability diagram, ECE) of the finding confidences; case-level ROC AUC of
+the abnormality score (lesion-free vs lesion-bearing volumes) with a k-fold
+cross-validated logistic estimate; CPU speed per 512x512 slice. Writes
+``results.json``, ``results.md`` and PNG plots into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from scipy import ndimage
+
+from medviewer.ai.detect import _index_map, _resample, detect_lesions, internal_shape, load_detector
+from medviewer.ai.device import resolve_device
+from medviewer.ai.weights import card_path, load_card, write_json_atomic
+from medviewer.errors import ModelError
+from medviewer.progress import CancelFn, Progress, ProgressFn, check_cancel, console_progress
+from medviewer.resources import cache_dir
+from medviewer.training import froc as frocm
+from medviewer.volume import Volume, VolumeMetadata
+
+EVAL_SEED0 = 1_000_000
+#: Held-out phantom volumes (full / quick) and their size and spacing.
+N_PHANTOMS = 30
+PHANTOM_SHAPE: tuple[int, int, int] = (40, 384, 384)
+PHANTOM_SPACING: tuple[float, float, float] = (2.5, 0.93, 0.93)
+QUICK_SHAPE: tuple[int, int, int] = (16, 128, 128)
+QUICK_SPACING: tuple[float, float, float] = (2.5, 2.8, 2.8)
+#: Real CT slices used (evaluation only).
+REAL_SLICES: tuple[str, ...] = (
+    "CT_small.dcm",
+    "J2K_pixelrep_mismatch.dcm",
+    "693_UNCR.dcm",
+    "693_UNCI.dcm",
+    "693_J2KR.dcm",
+    "693_J2KI.dcm",
+    "explicit_VR-UN.dcm",
+    "bad_sequence.dcm",
+    "eCT_Supplemental.dcm",
+)
+REAL_SLICES_PER_VOLUME = 24
+REAL_VOLUMES_PER_SLICE = 4
+LESION_FREE_FRACTION = 0.2
+SOFT_WINDOW = (-160.0, 240.0)
+
+
+@dataclass
+class EvalCase:
+    """One test volume with its reference lesions (centres in LPS mm, diameters in mm)."""
+
+    name: str
+    volume: Volume
+    centers_mm: NDArray[np.float64]
+    diameters_mm: NDArray[np.float64]
+    kinds: list[str]
+
+    @property
+    def truth(self) -> frocm.ScanTruth:
+        return frocm.ScanTruth(self.centers_mm, self.diameters_mm)
+
+
+# --------------------------------------------------------------------------- test sets
+def _lesion_truth(volume: Volume, lesions: list[Any]) -> tuple[NDArray[np.float64], NDArray[np.float64], list[str]]:
+    cs, ds, ks = [], [], []
+    for les in lesions:
+        get = les.get if isinstance(les, dict) else (lambda k, d=None, _l=les: getattr(_l, k, d))
+        cs.append(volume.index_to_patient(np.asarray(get("center_index"), float)))
+        ds.append(float(get("diameter_mm")))
+        ks.append(str(get("kind", "")))
+    return np.array(cs, float).reshape(-1, 3), np.array(ds, float), ks
+
+
+def phantom_cases(
+    n: int,
+    seed0: int,
+    shape: tuple[int, int, int],
+    spacing: tuple[float, float, float],
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+) -> list[EvalCase]:
+    """Held-out phantoms (seeds ``seed0 ..``); every 5th one is lesion-free."""
+    from medviewer.training.phantom import make_phantom
+
+    prog = Progress(progress)
+    out = []
+    for i in range(n):
+        check_cancel(cancel, "building evaluation phantoms")
+        lesion_free = i % 5 == 4
+        ph = make_phantom(seed0 + i, shape=shape, spacing=spacing, n_lesions=0 if lesion_free else None)
+        vol = ph.volume
+        if not lesion_free and not ph.lesions:
+            ph = make_phantom(seed0 + i, shape=shape, spacing=spacing, n_lesions=3)
+            vol = ph.volume
+        vol.metadata.modality = vol.metadata.modality or "CT"
+        c, d, k = _lesion_truth(vol, ph.lesions)
+        out.append(EvalCase(f"phantom-{seed0 + i}", vol, c, d, k))
+        prog((i + 1) / n, "evaluation phantoms")
+    return out
+
+
+def _read_real_slice(name: str) -> tuple[NDArray[np.float32], tuple[float, float]]:
+    """HU pixels of the first frame of a real CT sample and its pixel spacing (row, col)."""
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file(name)
+    if path is None:
+        raise ModelError(f"real CT sample {name} not found (install pydicom-data)")
+    ds = pydicom.dcmread(path)
+    arr = np.asarray(ds.pixel_array, dtype=np.float32)
+    if arr.ndim == 3:
+        arr = arr[0]
+    slope, intercept = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
+    spacing = ds.get("PixelSpacing")
+    for seq in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+        if seq in ds:
+            grp = ds[seq][0]
+            if (slope is None or intercept is None) and "PixelValueTransformationSequence" in grp:
+                pv = grp.PixelValueTransformationSequence[0]
+                slope, intercept = pv.get("RescaleSlope"), pv.get("RescaleIntercept")
+            if spacing is None and "PixelMeasuresSequence" in grp:
+                spacing = grp.PixelMeasuresSequence[0].get("PixelSpacing")
+    hu = arr * float(slope if slope is not None else 1.0) + float(intercept if intercept is not None else 0.0)
+    sp = (float(spacing[0]), float(spacing[1])) if spacing is not None else (0.7, 0.7)
+    return np.clip(hu, -1024.0, 3071.0).astype(np.float32), sp
+
+
+def grow_slice(
+    hu2d: NDArray[np.float32], n_slices: int, rng: np.random.Generator, pixel_mm: float, amplitude_mm: float = 2.5
+) -> NDArray[np.float32]:
+    """Extrude a real slice into ``n_slices`` by a smooth deformation varying slowly along z.
+
+    Slice ``k`` is the source slice warped by ``A cos(w k + p) + B sin(w k + p)``
+    where A and B are smooth random displacement fields (Gaussian-filtered
+    noise scaled to ``amplitude_mm``) and ``w`` a period of ~30 slices; each
+    slice then gets 8 HU of independent Gaussian noise.
+    """
+    h, w = hu2d.shape
+    sig = max(h, w) / 8.0
+    fields = []
+    for _ in range(4):
+        f = ndimage.gaussian_filter(rng.normal(size=(h, w)), sig)
+        f *= (amplitude_mm / pixel_mm) / (np.abs(f).max() + 1e-9)
+        fields.append(f)
+    omega = 2 * math.pi / rng.uniform(24, 40)
+    phase = rng.uniform(0, 2 * math.pi)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    out = np.empty((n_slices, h, w), np.float32)
+    for k in range(n_slices):
+        a, b = math.cos(omega * k + phase), math.sin(omega * k + phase)
+        dy = a * fields[0] + b * fields[1]
+        dx = a * fields[2] + b * fields[3]
+        out[k] = ndimage.map_coordinates(hu2d, [yy + dy, xx + dx], order=1, mode="nearest")
+    out += rng.normal(0.0, 8.0, out.shape).astype(np.float32)
+    return out
+
+
+def body_mask(vol: NDArray[np.float32]) -> NDArray[np.bool_]:
+    """Where lesion centres may go: inside the body, away from its edge and from bone."""
+    body = vol > -500
+    body = ndimage.binary_opening(body, iterations=2)
+    lab, n = ndimage.label(body)
+    if n > 1:
+        sizes = ndimage.sum(body, lab, range(1, n + 1))
+        body = lab == (int(np.argmax(sizes)) + 1)
+    body = np.stack([ndimage.binary_fill_holes(s) for s in body])
+    inner = np.stack([ndimage.binary_erosion(s, iterations=12) for s in body]) if body.any() else body
+    return inner & (vol < 300) & (vol > -950)
+
+
+def real_background_cases(
+    per_slice: int = REAL_VOLUMES_PER_SLICE,
+    n_slices: int = REAL_SLICES_PER_VOLUME,
+    seed: int = EVAL_SEED0,
+    names: tuple[str, ...] = REAL_SLICES,
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+) -> list[EvalCase]:
+    """Real CT slices grown into short volumes with inserted lesions (see module docstring)."""
+    from medviewer.training.phantom import insert_lesions
+
+    prog = Progress(progress)
+    out: list[EvalCase] = []
+    total = len(names) * per_slice
+    for si, name in enumerate(names):
+        hu2d, (py, px) = _read_real_slice(name)
+        for r in range(per_slice):
+            check_cancel(cancel, "building real-background volumes")
+            rng = np.random.default_rng([seed, si, r])
+            vol_hu = grow_slice(hu2d, n_slices, rng, min(py, px))
+            spacing = (2.5, py, px)
+            allowed = body_mask(vol_hu)
+            allowed[:3] = False
+            allowed[-3:] = False
+            lesion_free = (si * per_slice + r) % 5 == 4
+            lesions: list[Any] = []
+            if not lesion_free and allowed.any():
+                fov = min(hu2d.shape[0] * py, hu2d.shape[1] * px)
+                dmax = float(min(25.0, fov / 5.0))
+                n = int(rng.integers(1, 4))
+                vol_hu, _, lesions = insert_lesions(
+                    vol_hu, spacing, rng, n, allowed=allowed, diameter_range_mm=(5.0, max(6.0, dmax))
+                )
+            vol = Volume(
+                np.asarray(vol_hu, np.float32),
+                spacing=spacing,
+                metadata=VolumeMetadata(modality="CT", series_uid=f"real-{name}-{r}"),
+            )
+            c, d, k = _lesion_truth(vol, lesions)
+            out.append(EvalCase(f"real-{name}-{r}", vol, c, d, k))
+            prog(len(out) / total, "real-background volumes")
+    return out
+
+
+# --------------------------------------------------------------------------- methods
+def run_detector(
+    cases: list[EvalCase], device: str | None = None, progress: ProgressFn | None = None, folder: Path | None = None
+) -> dict[str, Any]:
+    """Run :func:`detect_lesions` (all candidates, no masks) on every case."""
+    prog = Progress(progress)
+    dets, confs, hits, abn, feats = [], [], [], [], []
+    for i, case in enumerate(cases):
+        res = detect_lesions(case.volume, device=device, min_confidence=0.0, masks=False, max_findings=1000, models_folder=folder)
+        c = np.array([f.center_mm for f in res.findings], float).reshape(-1, 3)
+        s = np.array([f.confidence for f in res.findings], float)
+        d = frocm.ScanDetections(c, s)
+        is_tp, _ = frocm.match_candidates(case.truth, d)
+        dets.append(d)
+        confs.append(s)
+        hits.append(is_tp)
+        abn.append(res.abnormality_score)
+        top = np.sort(s)[::-1]
+        feats.append([top[0] if len(top) else 0.0, top[1] if len(top) > 1 else 0.0, float((s >= 0.5).sum())])
+        prog((i + 1) / len(cases), f"detector on {case.name}")
+    return {
+        "dets": dets,
+        "conf": np.concatenate(confs) if confs else np.zeros(0),
+        "hit": np.concatenate(hits) if hits else np.zeros(0, bool),
+        "abnormality": np.array(abn),
+        "features": np.array(feats).reshape(-1, 3),
+    }
+
+
+def log_blob_baseline(volume: Volume, max_candidates: int = 100) -> frocm.ScanDetections:
+    """Classical baseline: 3D Laplacian-of-Gaussian blobs (scikit-image) on the soft-tissue window.
+
+    The volume is resampled to the detector's internal spacing (same view of
+    the data), windowed to W400/L40 and scaled to [0, 1]; ``blob_log`` finds
+    bright blobs on it and dark blobs on its negative over sigmas that match
+    4-30 mm lesions. Each blob is scored by its scale-normalised LoG response
+    at its own sigma.
+    """
+    from skimage.feature import blob_log
+
+    ishape = internal_shape(volume.shape, volume.spacing)
+    with torch.inference_mode():
+        v = _resample(torch.from_numpy(np.asarray(volume.voxels, np.float32)), ishape).numpy()
+    lo, hi = SOFT_WINDOW
+    img = np.clip((v - lo) / (hi - lo), 0, 1).astype(np.float32)
+    sp = np.array(volume.shape, float) * np.array(volume.spacing) / np.array(ishape, float)
+    r_min, r_max = 2.0, 15.0  # mm
+    min_sigma = tuple(float(r_min / math.sqrt(3) / s) for s in sp)
+    max_sigma = tuple(float(r_max / math.sqrt(3) / s) for s in sp)
+    cents, scores = [], []
+    for sign, image in ((1, img), (-1, 1.0 - img)):
+        blobs = blob_log(image, min_sigma=min_sigma, max_sigma=max_sigma, num_sigma=6, threshold=0.01, overlap=0.5, exclude_border=False)
+        for b in blobs:
+            pos = b[:3]
+            sig = b[3:6] if len(b) >= 6 else np.full(3, b[3])
+            half = np.ceil(4 * sig).astype(int) + 1
+            sl = tuple(slice(max(0, int(p) - h), int(p) + h + 1) for p, h in zip(pos, half))
+            patch = image[sl]
+            resp = -ndimage.gaussian_laplace(patch.astype(np.float64), sigma=sig) * float(np.mean(sig) ** 2)
+            local = tuple(int(p) - s.start for p, s in zip(pos, sl))
+            cents.append(pos)
+            scores.append(float(resp[local]))
+    if not cents:
+        return frocm.ScanDetections(np.zeros((0, 3)), np.zeros(0))
+    cents_a = np.array(cents, float)
+    sc = np.array(scores, float)
+    order = np.argsort(-sc)[:max_candidates]
+    src_idx = np.stack([_index_map(n_i, n_s, cents_a[order, a]) for a, (n_i, n_s) in enumerate(zip(ishape, volume.shape))], axis=1)
+    return frocm.ScanDetections(volume.index_to_patient(src_idx), sc[order])
+
+
+def run_baseline(cases: list[EvalCase], progress: ProgressFn | None = None) -> list[frocm.ScanDetections]:
+    prog = Progress(progress)
+    out = []
+    for i, case in enumerate(cases):
+        out.append(log_blob_baseline(case.volume))
+        prog((i + 1) / len(cases), f"LoG baseline on {case.name}")
+    return out
+
+
+def measure_speed(device: str | None = None, threads: int = 2, n_slices: int = 24, repeats: int = 2, folder: Path | None = None) -> dict[str, float]:
+    """Whole-detector time per 512x512 slice (0.7 mm, 2.5 mm slices) with ``threads`` CPU threads."""
+    rng = np.random.default_rng(0)
+    vox = rng.normal(40, 20, (n_slices, 512, 512)).astype(np.float32)
+    vox[:, :60] = -1000
+    vol = Volume(vox, spacing=(2.5, 0.7, 0.7), metadata=VolumeMetadata(modality="CT"))
+    detect_lesions(vol, device=device, threads=threads, models_folder=folder)  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        detect_lesions(vol, device=device, threads=threads, models_folder=folder)
+        best = min(best, time.perf_counter() - t)
+    return {"ms_per_slice": 1000 * best / n_slices, "threads": threads, "slices": n_slices, "slice_size": 512}
+
+
+# --------------------------------------------------------------------------- plots and tables
+def _plot_froc(curves: dict[str, frocm.FrocResult], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    styles = {"detector": "-", "baseline": "--"}
+    for label, r in curves.items():
+        st = styles["baseline" if "baseline" in label else "detector"]
+        ax.plot(np.maximum(r.fps_per_scan, 1e-3), r.sensitivity, st, lw=1.6, label=f"{label} (CPM {r.cpm:.3f})")
+    for x in frocm.FP_RATES:
+        ax.axvline(x, color="0.85", lw=0.6, zorder=0)
+    ax.set_xscale("log", base=2)
+    ax.set_xlim(1 / 16, 16)
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel("false positives per scan")
+    ax.set_ylabel("sensitivity (LUNA16 hit rule)")
+    ax.set_title("FROC: MedViewer detector vs LoG baseline")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_reliability(tables: dict[str, tuple[float, list[dict[str, float]]]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.8, 4.4))
+    ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls=":", label="perfect calibration")
+    for label, (ece, table) in tables.items():
+        if not table:
+            continue
+        conf = [b["mean_confidence"] for b in table]
+        acc = [b["accuracy"] for b in table]
+        ax.plot(conf, acc, "o-", ms=4, label=f"{label} (ECE {ece:.3f})")
+    ax.set_xlabel("finding confidence (calibrated)")
+    ax.set_ylabel("fraction that are true lesions")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_title("Reliability diagram")
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _table(rows: list[tuple[str, frocm.FrocResult]]) -> str:
+    head = "| method / set | " + " | ".join(f"{r:g}" for r in frocm.FP_RATES) + " | CPM |\n"
+    head += "|---" * (len(frocm.FP_RATES) + 2) + "|\n"
+    for name, r in rows:
+        head += f"| {name} | " + " | ".join(f"{r.sens_at[x]:.3f}" for x in frocm.FP_RATES) + f" | **{r.cpm:.3f}** |\n"
+    return head
+
+
+# --------------------------------------------------------------------------- main
+def evaluate(
+    out: Path,
+    quick: bool = False,
+    device: str | None = "auto",
+    seed: int = 0,
+    folder: Path | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+) -> dict[str, Any]:
+    """Run the whole evaluation and write ``results.json``, ``results.md`` and plots into ``out``."""
+    prog = Progress(progress)
+    model, card = load_detector(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    if quick:
+        n_ph, shape, spacing = 3, QUICK_SHAPE, QUICK_SPACING
+        real_names: tuple[str, ...] = ("CT_small.dcm",)
+        per_slice, n_sl = 2, 12
+    else:
+        n_ph = int(os.environ.get("MEDVIEWER_EVAL_PHANTOMS", N_PHANTOMS))
+        shape, spacing = PHANTOM_SHAPE, PHANTOM_SPACING
+        real_names, per_slice, n_sl = REAL_SLICES, REAL_VOLUMES_PER_SLICE, REAL_SLICES_PER_VOLUME
+    seed0 = EVAL_SEED0 + 1000 * int(seed)
+    phantoms = phantom_cases(n_ph, seed0, shape, spacing, prog.sub(0.0, 0.3), cancel)
+    real = real_background_cases(per_slice, n_sl, seed0, real_names, prog.sub(0.3, 0.4), cancel)
+    sets = {"held-out phantoms": phantoms, "real-background": real}
+    results: dict[str, Any] = {
+        "model": {"name": card.get("display_name", card["name"]), "version": card["version"]},
+        "quick": quick,
+        "rule": "LUNA16: a hit is a finding whose centre lies within the lesion's radius; several hits on one lesion count once",
+        "sets": {},
+    }
+    curves: dict[str, frocm.FrocResult] = {}
+    rel_tables: dict[str, tuple[float, list[dict[str, float]]]] = {}
+    rows: list[tuple[str, frocm.FrocResult]] = []
+    all_abn, all_lab, all_feat = [], [], []
+    for si, (set_name, cases) in enumerate(sets.items()):
+        check_cancel(cancel, "evaluation")
+        base = 0.4 + 0.25 * si
+        det = run_detector(cases, device, prog.sub(base, base + 0.12), folder)
+        bl = run_baseline(cases, prog.sub(base + 0.12, base + 0.25))
+        truths = [c.truth for c in cases]
+        r_det = frocm.froc(truths, det["dets"])
+        r_bl = frocm.froc(truths, bl)
+        ci = frocm.bootstrap_cpm(truths, det["dets"], n_boot=100 if quick else 300)
+        sel = det["conf"] >= 0.05
+        ece, table = frocm.expected_calibration_error(det["conf"][sel], det["hit"][sel])
+        ece_all, _ = frocm.expected_calibration_error(det["conf"], det["hit"])
+        labels = np.array([len(c.diameters_mm) > 0 for c in cases])
+        auc = frocm.roc_auc(det["abnormality"], labels)
+        all_abn.append(det["abnormality"])
+        all_lab.append(labels)
+        all_feat.append(det["features"])
+        curves[f"detector, {set_name}"] = r_det
+        curves[f"LoG baseline, {set_name}"] = r_bl
+        rel_tables[set_name] = (ece, table)
+        rows += [(f"detector, {set_name}", r_det), (f"LoG baseline, {set_name}", r_bl)]
+        kinds: dict[str, int] = {}
+        for c in cases:
+            for k in c.kinds:
+                kinds[k] = kinds.get(k, 0) + 1
+        results["sets"][set_name] = {
+            "n_volumes": len(cases),
+            "n_lesion_free": int((~labels).sum()),
+            "n_lesions": r_det.n_lesions,
+            "lesion_kinds": kinds,
+            "detector": {**r_det.to_json(), "cpm_95ci_bootstrap": [round(ci[0], 4), round(ci[1], 4)]},
+            "baseline_log": r_bl.to_json(),
+            "cpm_gain_over_baseline": round(r_det.cpm - r_bl.cpm, 4),
+            "ece_findings_conf_ge_0.05": round(ece, 4),
+            "ece_all_candidates": round(ece_all, 4),
+            "n_findings_conf_ge_0.05": int(sel.sum()),
+            "reliability": table,
+            "case_auc_abnormality": None if not np.isfinite(auc) else round(auc, 4),
+        }
+    abn = np.concatenate(all_abn)
+    lab = np.concatenate(all_lab)
+    feat = np.concatenate(all_feat)
+    auc_all = frocm.roc_auc(abn, lab)
+    k = 5 if min(lab.sum(), (~lab).sum()) >= 5 else 2
+    cv_auc, fold_aucs = frocm.cross_validated_auc(feat, lab, k=k) if min(lab.sum(), (~lab).sum()) >= 2 else (float("nan"), [])
+    results["case_level"] = {
+        "n_lesion_free": int((~lab).sum()),
+        "n_lesion_bearing": int(lab.sum()),
+        "auc_abnormality_score": None if not np.isfinite(auc_all) else round(auc_all, 4),
+        "cv_auc_logistic": None if not np.isfinite(cv_auc) else round(cv_auc, 4),
+        "cv_folds": k,
+        "cv_fold_aucs": [round(a, 4) for a in fold_aucs],
+        "cv_features": "max, second-highest finding confidence, number of findings >= 0.5",
+    }
+    check_cancel(cancel, "evaluation")
+    if not quick:
+        prog(0.92, "timing")
+        results["speed_cpu"] = measure_speed("cpu", threads=2, folder=folder)
+    results["seconds"] = round(time.time() - t0, 1)
+    _plot_froc(curves, out / "froc.png")
+    _plot_reliability(rel_tables, out / "reliability.png")
+    write_json_atomic(out / "results.json", results)
+    md = [f"# Lesion detector evaluation ({results['model']['name']} {results['model']['version']})", ""]
+    md.append("Research use only, not for diagnosis. " + results["rule"] + ".")
+    md.append("")
+    for name, s in results["sets"].items():
+        md.append(f"- {name}: {s['n_volumes']} volumes ({s['n_lesion_free']} lesion-free), {s['n_lesions']} lesions, kinds {s['lesion_kinds']}")
+    md += ["", "## FROC (sensitivity at false positives per scan)", "", _table(rows)]
+    md.append("## Calibration and case level\n")
+    for name, s in results["sets"].items():
+        md.append(
+            f"- {name}: ECE {s['ece_findings_conf_ge_0.05']:.3f} over {s['n_findings_conf_ge_0.05']} findings with confidence >= 0.05 "
+            f"(all candidates: {s['ece_all_candidates']:.3f}); CPM 95% bootstrap CI {s['detector']['cpm_95ci_bootstrap']}; "
+            f"case AUC {s['case_auc_abnormality']}"
+        )
+    cl = results["case_level"]
+    md.append(
+        f"- case-level ROC AUC of the abnormality score (all sets, {cl['n_lesion_bearing']} lesion-bearing vs "
+        f"{cl['n_lesion_free']} lesion-free volumes): {cl['auc_abnormality_score']}; {cl['cv_folds']}-fold cross-validated "
+        f"logistic estimate: {cl['cv_auc_logistic']}"
+    )
+    if "speed_cpu" in results:
+        sp = results["speed_cpu"]
+        md.append(f"- speed: {sp['ms_per_slice']:.1f} ms per 512x512 slice on {sp['threads']} CPU threads (whole detector)")
+    md.append("\nPlots: froc.png, reliability.png.\n")
+    (out / "results.md").write_text("\n".join(md) + "\n", encoding="utf-8")
+    prog(1.0, "evaluation done")
+    return results
+
+
+def record_metrics_in_card(results: dict[str, Any], folder: Path | None = None) -> None:
+    """Copy the headline figures of a full evaluation into the model card (weights untouched)."""
+    card = load_card("detector", folder)
+    m = dict(card.get("metrics", {}))
+    ev: dict[str, Any] = {}
+    for name, s in results["sets"].items():
+        ev[name] = {
+            "n_volumes": s["n_volumes"],
+            "n_lesions": s["n_lesions"],
+            "cpm": s["detector"]["cpm"],
+            "sensitivity_at_fp": s["detector"]["sensitivity_at_fp"],
+            "baseline_log_cpm": s["baseline_log"]["cpm"],
+            "ece": s["ece_findings_conf_ge_0.05"],
+        }
+    ev["case_level"] = results["case_level"]
+    if "speed_cpu" in results:
+        ev["speed_cpu"] = results["speed_cpu"]
+    m["evaluation"] = ev
+    card["metrics"] = m
+    write_json_atomic(card_path("detector", folder), card)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Entry point of ``medviewer evaluate detector``."""
+    device = str(resolve_device(getattr(args, "device", "auto")))
+    out = Path(args.out)
+    res = evaluate(out, bool(getattr(args, "quick", False)), device, int(getattr(args, "seed", 0) or 0) % 1000, getattr(args, "weights", None), console_progress("evaluate "))
+    print((out / "results.md").read_text(encoding="utf-8"))
+    return 0 if res else 1
+
+
+__all__ = [
+    "EvalCase",
+    "phantom_cases",
+    "grow_slice",
+    "body_mask",
+    "real_background_cases",
+    "run_detector",
+    "log_blob_baseline",
+    "run_baseline",
+    "measure_speed",
+    "evaluate",
+    "record_metrics_in_card",
+    "main",
+]

@@ -1,0 +1,171 @@
+"""Lesion detector: model, losses, training steps, candidate extraction, checkpoints (no shipped weights needed)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from medviewer.ai.detect import extract_candidates, internal_shape, stack_context
+from medviewer.ai.detector import INTERNAL_SPACING, LesionNet, build_model, count_macs, count_params, model_config
+from medviewer.training import train_detector as td
+
+
+def blob_volume(seed: int, n: int = 2, shape=(16, 96, 96)) -> td.TrainVolume:
+    """Tiny synthetic training volume: bright spheres in noisy soft tissue (tests only)."""
+    rng = np.random.default_rng(seed)
+    hu = rng.normal(40, 10, shape).astype(np.float32)
+    lab = np.zeros(shape, np.uint8)
+    zz, yy, xx = np.indices(shape)
+    cs, ds = [], []
+    for _ in range(n):
+        c = np.array([rng.uniform(4, shape[0] - 4), rng.uniform(20, shape[1] - 20), rng.uniform(20, shape[2] - 20)])
+        d = rng.uniform(8, 14)
+        r = np.sqrt(((zz - c[0]) * 2.5) ** 2 + ((yy - c[1]) * 1.4) ** 2 + ((xx - c[2]) * 1.4) ** 2)
+        m = r <= d / 2
+        hu[m] += 150
+        lab[m] = 1
+        cs.append(c)
+        ds.append(d)
+    return td.TrainVolume(hu.astype(np.float16), lab, np.array(cs), np.array(ds), ["blob"] * n, seed)
+
+
+def test_model_shapes_budget_and_config_roundtrip():
+    torch.manual_seed(0)
+    net = LesionNet().eval()
+    x = torch.randn(1, 6, net.in_channels, 64, 96)
+    with torch.inference_mode():
+        seg, heat, offset = net(x)
+    assert seg.shape == heat.shape == (1, 6, 32, 48)
+    assert offset.shape == (1, 6, 3, 32, 48)
+    macs = count_macs(net, 256)
+    assert 0.2e9 < macs < 1.0e9  # design budget: <= 1 GMAC per internal 256^2 slice
+    assert count_params(net) < 1_000_000
+    clone = build_model(model_config(net))
+    clone.load_state_dict(net.state_dict())
+
+
+def test_recurrent_module_carries_context_across_slices():
+    torch.manual_seed(0)
+    net = LesionNet().eval()
+    x = torch.zeros(1, 8, net.in_channels, 32, 32)
+    x2 = x.clone()
+    x2[0, 6] = 3.0  # change only slice 6 (its own five channels)
+    with torch.inference_mode():
+        a = net(x)[0]
+        b = net(x2)[0]
+    # slice 0 is 6 slices away, beyond the 2.5D context: only the GRU can carry the change
+    assert float((a[0, 0] - b[0, 0]).abs().max()) > 0.0
+    net.gru.forward = lambda seq: torch.zeros(*seq.shape[:2], 2 * net.gru.hidden, *seq.shape[-2:])  # type: ignore[method-assign]
+    with torch.inference_mode():
+        a = net(x)[0]
+        b = net(x2)[0]
+    assert torch.equal(a[0, 0], b[0, 0])
+
+
+def test_stack_context_replicates_ends():
+    x = torch.arange(4.0)[:, None, None, None].expand(4, 2, 2, 2).clone()
+    x[:, 1] += 10  # second window
+    s = stack_context(x, 2)
+    assert s.shape == (4, 10, 2, 2)
+    assert s[0, :, 0, 0].tolist() == [0, 10, 0, 10, 0, 10, 1, 11, 2, 12]
+    assert s[3, ::2, 0, 0].tolist() == [1, 2, 3, 3, 3]
+
+
+def test_heat_target_peaks_at_lesion_centre():
+    c = np.array([[4.0, 40.5, 20.5]])
+    t, off = td.heat_target(c, np.array([10.0]), (0, 0, 0), (9, 32, 32))
+    k, j, i = np.unravel_index(np.argmax(t), t.shape)
+    assert (k, j, i) == (4, 20, 10)
+    assert t[k, j, i] == 1.0
+    assert t[k, j, i + 3] < 0.2
+    # offsets point from each neighbour voxel to the centre (output voxels)
+    assert np.allclose(off[4, :, 20, 10], (0.0, 0.0, 0.0))
+    assert np.allclose(off[3, :, 21, 9], (1.0, -1.0, 1.0))
+    assert np.isnan(off[0, 0, 0, 0]) and int((~np.isnan(off[:, 0])).sum()) == 27
+
+
+def test_a_few_training_steps_reduce_the_loss():
+    torch.manual_seed(0)
+    vols = [blob_volume(i) for i in range(3)]
+    rng = np.random.default_rng(0)
+    batch = td.sample_batch(vols, rng, 2, [], slices=3, crop=48, p_lesion=1.0, augment=False)
+    net = build_model()
+    opt = torch.optim.AdamW(net.parameters(), lr=3e-3)
+
+    def loss_now() -> float:
+        net.train()  # batch statistics: the running BN statistics lag after a few steps
+        with torch.no_grad():
+            return td.detector_loss(*net(batch[0]), *batch[1:])[0].item()
+
+    before = loss_now()
+    for _ in range(10):
+        net.train()
+        loss, parts = td.detector_loss(*net(batch[0]), *batch[1:])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        assert math.isfinite(parts["loss"]) and parts["ohem"] >= 0
+    assert loss_now() < 0.8 * before
+
+
+def test_sample_batch_shapes_and_targets():
+    vols = [blob_volume(1)]
+    x, seg, heat, off = td.sample_batch(vols, np.random.default_rng(3), 3, [(0, 8, 48, 48)], slices=5, crop=64)
+    assert x.shape == (3, 5, 10, 64, 64) and x.dtype == torch.float32
+    assert seg.shape == heat.shape == (3, 5, 32, 32)
+    assert off.shape == (3, 5, 3, 32, 32)
+    assert float(x.min()) >= -1.001 and float(x.max()) <= 1.001
+    assert 0.0 <= float(seg.min()) and float(seg.max()) <= 1.0
+
+
+def test_extract_candidates_finds_two_blobs_in_order():
+    shape = (12, 40, 40)
+    zz, yy, xx = np.indices(shape)
+    heat = np.full(shape, -8.0, np.float32)
+    seg = np.zeros(shape, np.float32)
+    for (c, peak, r) in (((3, 10, 10), 4.0, 3), ((8, 30, 25), 1.0, 2)):
+        d2 = (zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2
+        heat = np.maximum(heat, peak - 0.5 * d2).astype(np.float32)
+        seg[d2 <= r * r] = 0.9
+    cands, labels = extract_candidates(seg, heat, (2.5, 2.8, 2.8))
+    assert len(cands) == 2
+    assert cands[0].logit == pytest.approx(4.0) and cands[1].logit == pytest.approx(1.0)
+    assert np.allclose(cands[0].center, (3, 10, 10), atol=0.3)
+    assert np.allclose(cands[1].center, (8, 30, 25), atol=0.3)
+    assert (labels == cands[0].label).sum() == cands[0].voxels == int(((zz - 3) ** 2 + (yy - 10) ** 2 + (xx - 10) ** 2 <= 9).sum())
+
+
+def test_internal_shape_keeps_extent():
+    assert internal_shape((80, 512, 512), (2.5, 0.7, 0.7)) == (80, 256, 256)
+    z, y, x = internal_shape((100, 300, 200), (1.0, 0.5, 0.9))
+    assert z == 40 and y % 2 == 0 and x % 2 == 0
+    assert abs(y * INTERNAL_SPACING[1] - 150) < 2.8 and abs(x * INTERNAL_SPACING[2] - 180) < 2.8
+
+
+def test_checkpoint_roundtrip_restores_model_optimizer_and_rng(tmp_path):
+    torch.manual_seed(0)
+    vols = [blob_volume(2)]
+    net = build_model()
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    rng = np.random.default_rng(5)
+    x, *targets = td.sample_batch(vols, rng, 1, [], slices=3, crop=32)
+    loss, _ = td.detector_loss(*net(x), *targets)
+    loss.backward()
+    opt.step()
+    td.save_checkpoint(tmp_path, net, opt, {"step": 7, "history": [{"step": 1, "loss": 1.0}]}, rng)
+    assert not list(tmp_path.glob("*.partial"))
+    expected_next = np.random.default_rng(5)
+    expected_next.bit_generator.state = rng.bit_generator.state
+    net2 = build_model()
+    opt2 = torch.optim.AdamW(net2.parameters(), lr=1e-3)
+    rng2 = np.random.default_rng(99)
+    state = td.load_checkpoint(tmp_path, net2, opt2, rng2)
+    assert state["step"] == 7
+    for a, b in zip(net.state_dict().values(), net2.state_dict().values()):
+        assert torch.equal(a, b)
+    p = next(net2.parameters())
+    assert torch.equal(opt2.state[p]["exp_avg"], opt.state[next(net.parameters())]["exp_avg"])
+    assert rng2.random() == expected_next.random()
