@@ -138,7 +138,7 @@ def _read_native(entry: FileEntry, items: list[tuple[int, Frame]], ctx: _Context
     n_px = f0.rows * f0.columns
     frame_bytes = n_px * dtype.itemsize
     needed = frame_bytes * entry.n_frames
-    if px.length < needed and not (px.length == needed - 1):
+    if px.length < needed:
         raise TruncatedPixelDataError(f"pixel data has {px.length} bytes, {needed} expected", entry.path)
     buf = np.empty(n_px, dtype=dtype)
     view = memoryview(buf).cast("B")

@@ -212,8 +212,10 @@ def read_entry(
     try:
         with fp:
             size = len(data) if data is not None else os.fstat(fp.fileno()).st_size  # type: ignore[union-attr]
-            head = fp.read(4096)
-            fp.seek(0)
+            if data is not None:
+                head = data[:4096]
+            else:  # peek: no extra read or seek for the buffered file
+                head = fp.peek(4096)[:4096]  # type: ignore[attr-defined]
             deflated = _DEFLATED_TS_BYTES in head
             if deflated:
                 _check_deflate(fp, path, budget)
