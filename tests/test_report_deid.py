@@ -139,10 +139,12 @@ def deid_export(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-un
     case = make_case(tmp_path_factory.mktemp("deidcase"))
     headers_before = [copy.deepcopy(h) for h in case.volume.metadata.headers]
     out = tmp_path_factory.mktemp("deid") / "report"
+    denoised = case.volume.with_voxels(case.volume.voxels * 0.5, derived_from="AI denoised")
     summary = export_report(
         case.volume,
         case.result,
         out,
+        denoised=denoised,
         deidentify=True,
         reader_name="Hibbard^Julius",
         signed=True,
@@ -161,8 +163,9 @@ def test_deidentified_export_has_no_phi(deid_export) -> None:  # type: ignore[no
     uids |= set(case.volume.metadata.sop_instance_uids)
     assert len(phi) > 25 and len(uids) > 10
     dicoms = [p for p in summary.files if p.suffix == ".dcm"]
-    assert len(dicoms) == 3 + len(case.result.findings)  # sr, seg, fractional seg, key images
-    texts = {p.name: p.read_bytes() for p in summary.files if p.suffix in (".dcm", ".json", ".csv")}
+    # sr, seg, fractional seg, key images, denoised series
+    assert len(dicoms) == 3 + len(case.result.findings) + case.volume.n_slices
+    texts = {str(p.relative_to(summary.out_dir)): p.read_bytes() for p in summary.files if p.suffix in (".dcm", ".json", ".csv")}
     texts["report.pdf (text)"] = "\n".join(pg.extract_text() for pg in PdfReader(summary.out_dir / "report.pdf").pages).encode()
     for name, blob in texts.items():
         leaked = sorted(v for v in phi | uids if v.encode() in blob)
@@ -185,8 +188,11 @@ def test_deidentified_uids_are_consistent(deid_export) -> None:  # type: ignore[
     seg = pydicom.dcmread(d / "seg.dcm")
     frac = pydicom.dcmread(d / "confidence_seg.dcm")
     scs = [pydicom.dcmread(p) for p in sorted((d / "keyimages").glob("*.dcm"))]
-    objects = [sr, seg, frac, *scs]
+    denoised = [pydicom.dcmread(p) for p in sorted((d / "denoised").glob("*.dcm"))]
+    assert len(denoised) == case.volume.n_slices
+    objects = [sr, seg, frac, *scs, *denoised]
     assert len({o.StudyInstanceUID for o in objects}) == 1
+    assert {o.FrameOfReferenceUID for o in denoised} == {seg.FrameOfReferenceUID}
     assert len({o.PatientID for o in objects}) == 1
     assert seg.FrameOfReferenceUID == frac.FrameOfReferenceUID
     evidence = [

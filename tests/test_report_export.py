@@ -341,3 +341,22 @@ def test_progress_reported(case: Case, tmp_path: Path) -> None:
     export_report(case.volume, case.result, tmp_path / "r", formats=["json", "pdf"], progress=lambda f, m: seen.append((f, m)))
     fractions = [f for f, _ in seen]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0 and len(seen) >= 3
+
+
+def test_denoised_series_written(case: Case, tmp_path: Path) -> None:
+    from scipy import ndimage
+
+    smooth = ndimage.gaussian_filter(case.volume.voxels, (0, 1, 1)).astype(np.float32)
+    denoised = case.volume.with_voxels(smooth, derived_from="AI denoised")
+    s = export_report(case.volume, case.result, tmp_path / "r", formats=["denoised", "json"], denoised=denoised)
+    files = sorted(p for p in s.files if p.parent.name == "denoised")
+    assert len(files) == case.volume.n_slices and s.warnings == []
+    ds = [pydicom.dcmread(p) for p in files]
+    assert all("DERIVED" in d.ImageType for d in ds)
+    assert len({d.SeriesInstanceUID for d in ds}) == 1 and ds[0].SeriesInstanceUID != case.volume.metadata.series_uid
+    stored = sorted(ds, key=lambda d: float(d.ImagePositionPatient[2]))
+    hu = np.stack([d.pixel_array * float(d.RescaleSlope) + float(d.RescaleIntercept) for d in stored])
+    np.testing.assert_allclose(hu, smooth, atol=1.0)
+    # without a denoised volume the format is simply skipped
+    s2 = export_report(case.volume, case.result, tmp_path / "r2", formats=["denoised", "json"])
+    assert [p.name for p in s2.files] == ["findings.json"]

@@ -27,7 +27,6 @@ text cleaned of every identifying value of the source.
 from __future__ import annotations
 
 import datetime as _dt
-import inspect
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -267,8 +266,9 @@ def export_report(
             for idx, f in enumerate(result.findings):
                 check_cancel(cancel, "report export")
                 prog(0.05 + 0.3 * idx / n, f"rendering key image of finding {f.id}")
-                overview = render_key_image(volume, f, result.confidence, threshold=result.threshold, size=512)
                 fov = max(40.0, 4.0 * float(f.diameter_mm))
+                overview = render_key_image(volume, f, result.confidence, threshold=result.threshold, size=512,
+                                            box_mm=fov)
                 detail = render_key_image(volume, f, result.confidence, threshold=result.threshold, size=512, fov_mm=fov,
                                           window=overview.window)
                 images.append(FindingImages(f, overview, detail))
@@ -390,45 +390,21 @@ def _export_denoised(
     progress: Progress,
     cancel: CancelFn | None,
 ) -> list[Path]:
-    """Write the derived series with ``medviewer.report.derived`` (owned by the denoiser).
+    """Write the derived series with :func:`medviewer.report.derived.write_derived_series`."""
+    from medviewer.ai.results import ModelInfo
+    from medviewer.report.derived import write_derived_series
 
-    The function is looked up by name and called with the keyword arguments
-    its signature accepts, so this module does not depend on its exact form.
-    """
+    if denoised.shape != source.shape:
+        raise ExportError(f"the denoised volume {denoised.shape} does not match the source {source.shape}")
+    model = result.denoiser
+    if model is None:
+        model = ModelInfo(denoised.metadata.derived_from or "AI denoiser", "unknown")
+        warnings.append("the result names no denoiser model: the derived series is labelled with version 'unknown'")
     try:
-        from medviewer.report import derived  # type: ignore[attr-defined]
-    except ImportError:
-        warnings.append("denoised series not written: medviewer.report.derived is not available")
-        return []
-    func = None
-    for name in ("write_derived_series", "export_derived_series", "write_denoised_series", "write_series"):
-        func = getattr(derived, name, None)
-        if callable(func):
-            break
-    if func is None:
-        warnings.append("denoised series not written: medviewer.report.derived has no writer function")
-        return []
-    candidates: dict[str, Any] = {
-        "volume": denoised, "denoised": denoised, "derived": denoised,
-        "source": source, "source_volume": source, "original": source,
-        "out_dir": folder, "output_dir": folder, "folder": folder, "out": folder, "directory": folder,
-        "model": result.denoiser, "model_info": result.denoiser, "algorithm": result.denoiser,
-        "progress": progress, "cancel": cancel,
-    }
-    params = inspect.signature(func).parameters
-    kwargs = {k: v for k, v in candidates.items() if k in params}
-    try:
-        out = func(**kwargs)
-    except (ExportError, CancelledError):
-        raise
+        written = write_derived_series(denoised, source, folder, model=model, progress=progress, cancel=cancel)
     except OSError as exc:
         raise atomic.export_error(folder, exc, "cannot write the denoised series") from exc
-    except TypeError as exc:
-        warnings.append(f"denoised series not written: unexpected medviewer.report.derived API ({exc})")
-        return []
-    if isinstance(out, (list, tuple)) and all(isinstance(p, (str, Path)) for p in out):
-        return [Path(p) for p in out]
-    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+    return [Path(p) for p in written]
 
 
 def _deidentify_file(path: Path, deid: Deidentifier) -> None:

@@ -157,6 +157,7 @@ def render_key_image(
     heat_alpha: float = 0.45,
     colormap: str = "inferno",
     label: str | None = None,
+    box_mm: float | None = None,
 ) -> KeyImage:
     """Render the key image of ``finding``.
 
@@ -184,6 +185,9 @@ def render_key_image(
         Matplotlib colour map of the heat map.
     label : str, optional
         Text in the top-left corner; by default ``F<id>  <conf>%  <status>``.
+    box_mm : float, optional
+        Draw a square of this side (mm) around the finding, e.g. the field
+        of view of a detail image, so small findings are easy to spot.
 
     Returns
     -------
@@ -227,11 +231,13 @@ def render_key_image(
 
     # Crop (in source pixels) for a zoomed view.
     r0, r1, c0, c1 = 0, h, 0, w
+    origin_r, origin_c = 0, 0  # source-pixel position of the output's first row/column
     if fov_mm is not None:
         _, cj, ci = finding.center_index
         half_r, half_c = fov_mm / 2.0 / sy, fov_mm / 2.0 / sx
         r0, r1 = int(np.floor(cj - half_r)), int(np.ceil(cj + half_r))
         c0, c1 = int(np.floor(ci - half_c)), int(np.ceil(ci + half_c))
+        origin_r, origin_c = r0, c0
         pad = ((max(0, -r0), max(0, r1 - h)), (max(0, -c0), max(0, c1 - w)))
         rgb = np.pad(rgb, pad + ((0, 0),), constant_values=0)
         mask = np.pad(mask, pad, constant_values=False)
@@ -254,6 +260,12 @@ def render_key_image(
     arr[edge] = colour
     img = Image.fromarray(arr)
     draw = ImageDraw.Draw(img)
+
+    if box_mm is not None:
+        _, cj, ci = finding.center_index
+        xc, yc = (ci - origin_c + 0.5) * sx / px, (cj - origin_r + 0.5) * sy / px
+        half = max(box_mm / 2.0 / px, 6.0)
+        draw.rectangle([xc - half, yc - half, xc + half, yc + half], outline=colour, width=max(1, thick))
 
     # Label.
     fs = max(10, size // 28)
