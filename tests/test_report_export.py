@@ -360,3 +360,41 @@ def test_denoised_series_written(case: Case, tmp_path: Path) -> None:
     # without a denoised volume the format is simply skipped
     s2 = export_report(case.volume, case.result, tmp_path / "r2", formats=["denoised", "json"])
     assert [p.name for p in s2.files] == ["findings.json"]
+
+
+def test_overlapping_masks_and_mask_free_findings(case: Case, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    f1, f2, f3 = case.result.findings
+    grown = np.zeros_like(f1.mask)
+    grown[f1.mask.any(axis=(1, 2))] = f1.mask.any(axis=0)  # overlaps f1 completely
+    g = replace(f2, mask=grown | f2.mask, status=ReviewStatus.ACCEPTED)
+    no_mask = replace(f3, mask=None, status=ReviewStatus.PENDING)  # e.g. read back from JSON: drawn as a sphere
+    result = replace(case.result, findings=[f1, g, no_mask])
+    s = export_report(case.volume, result, tmp_path / "r", formats=["seg", "sr"])
+    seg = hd.seg.segread(s.out_dir / "seg.dcm")
+    uids = case.volume.metadata.sop_instance_uids
+    got = seg.get_pixels_by_source_instance(uids, segment_numbers=[1, 2, 3], assert_missing_frames_are_empty=True)
+    np.testing.assert_array_equal(got[..., 0].astype(bool), f1.mask)
+    np.testing.assert_array_equal(got[..., 1].astype(bool), g.mask)
+    sphere = got[..., 2].astype(bool)
+    vox = 2.5 * 0.8 * 0.75
+    assert abs(sphere.sum() * vox - np.pi / 6 * f3.diameter_mm**3) < 0.5 * np.pi / 6 * f3.diameter_mm**3
+    k, j, i = (int(round(c)) for c in f3.center_index)
+    assert sphere[k, j, i]
+
+
+def test_no_findings(case: Case, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    empty = replace(case.result, findings=[])
+    s = export_report(case.volume, empty, tmp_path / "r")
+    names = sorted(str(p.relative_to(s.out_dir)) for p in s.files)
+    assert names == ["findings.csv", "findings.json", "report.pdf", "sr.dcm"]
+    assert any("no finding" in w for w in s.warnings)
+    sr = hd.sr.srread(s.out_dir / "sr.dcm")
+    assert sr.content.get_volumetric_roi_measurement_groups() == []
+    (group,) = sr.content.get_image_measurement_groups()
+    assert str(group.tracking_identifier) == "No findings"
+    assert PRESENCE_VALUES[ReviewStatus.REJECTED].value in _code_values(q.value for q in group.get_qualitative_evaluations())
+    assert "no finding" in _pdf_text(s.out_dir / "report.pdf")

@@ -136,11 +136,22 @@ def build_segmentation(
     if not chosen:
         return None
     tracking_uids = tracking_uids if tracking_uids is not None else {}
-    labels = np.zeros(volume.shape + (len(chosen),), dtype=np.uint8)
+    masks = [finding_mask(volume, f) for f in chosen]
+    # A label map (z, y, x) costs one byte per voxel whatever the number of findings;
+    # overlapping masks need one binary plane per segment instead.
+    coverage = np.zeros(volume.shape, dtype=np.uint16)
+    for m in masks:
+        coverage += m
+    if int(coverage.max(initial=0)) <= 1 and len(chosen) < 256:
+        labels: NDArray[Any] = np.zeros(volume.shape, dtype=np.uint8)
+        for n, m in enumerate(masks, start=1):
+            labels[m] = n
+    else:
+        labels = np.stack(masks, axis=-1).astype(np.uint8)
+    del coverage
     descriptions = []
     numbers: dict[int, int] = {}
     for n, f in enumerate(chosen, start=1):
-        labels[..., n - 1] = finding_mask(volume, f)
         numbers[f.id] = n
         descriptions.append(
             hd.seg.SegmentDescription(

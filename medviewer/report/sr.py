@@ -21,6 +21,8 @@ Evaluations* group per finding:
   Absent (rejected) or Indeterminate (pending), and the reader's review
   status with local codes (``MV-REVIEW``: accepted / rejected / pending);
 * the reader's note as a TEXT Comment (DCM 121106);
+* without findings, a single TID 1501 group "No findings" with Presence =
+  Absent (highdicom needs at least one group);
 * algorithm identification (name, version) of the detector.
 
 The document: VerificationFlag ``UNVERIFIED`` and CompletionFlag ``PARTIAL``
@@ -253,6 +255,16 @@ def build_sr(
                 )
             groups.append(group)
 
+        if not groups:
+            # highdicom needs one group: a TID 1501 group stating that no lesion was found.
+            groups.append(
+                hd.sr.MeasurementsAndQualitativeEvaluations(
+                    tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier="No findings"),
+                    finding_type=codes.SCT.Lesion,
+                    algorithm_id=algo,
+                    qualitative_evaluations=[hd.sr.QualitativeEvaluation(PRESENCE, PRESENCE_VALUES[ReviewStatus.REJECTED])],
+                )
+            )
         report = hd.sr.MeasurementReport(
             observation_context=context,
             procedure_reported=codes.LN.CTUnspecifiedBodyRegion if volume.metadata.modality.upper() in ("CT", "") else Code("P0-0099A", "SRT", "Imaging procedure"),
