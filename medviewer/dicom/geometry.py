@@ -174,13 +174,7 @@ def frames_of(entry: FileEntry) -> list[Frame]:
     offsets = None
     if n > 1 and top_ipp is not None:
         offsets = _floats(_get(ds, "GridFrameOffsetVector"), n)
-    single_key: tuple[Any, ...] = ()
-    if n == 1:
-        vals = [
-            _get(ds, kw)
-            for kw in ("EchoNumbers", "TemporalPositionIdentifier", "TriggerTime", "DiffusionBValue", "AcquisitionNumber")
-        ]
-        single_key = tuple(v if isinstance(v, (str, int, float)) or v is None else str(v) for v in vals)
+    single_key: tuple[Any, ...] = ()  # single-frame keys are read lazily (_frame_key), only for repeats
 
     def group_value(fg: Any, seq_kw: str, kw: str) -> Any:
         for src in (fg, shared):
@@ -339,6 +333,18 @@ def _block_geometry(frames: list[Frame], with_positions: bool) -> Block:
     return Block(frames, spacing, (float(origin[0]), float(origin[1]), float(origin[2])), direction, warnings)
 
 
+_SINGLE_KEYS = ("EchoNumbers", "TemporalPositionIdentifier", "TriggerTime", "DiffusionBValue", "AcquisitionNumber")
+
+
+def _frame_key(frame: Frame) -> tuple[Any, ...]:
+    """Attributes telling repeated acquisitions apart (computed on demand for single frames)."""
+    if frame.key:
+        return frame.key
+    vals = [_get(frame.entry.header, kw) for kw in _SINGLE_KEYS]
+    frame.key = tuple(v if isinstance(v, (str, int, float)) or v is None else str(v) for v in vals)
+    return frame.key
+
+
 def _split_repeats(frames: list[Frame], d: NDArray[np.float64]) -> tuple[list[tuple[str, list[int]]], str]:
     """Split indices of frames sharing positions into groups with unique positions."""
     order = np.argsort(d, kind="stable")
@@ -352,12 +358,13 @@ def _split_repeats(frames: list[Frame], d: NDArray[np.float64]) -> tuple[list[tu
     m = int(counts.max())
     if m <= 1:
         return [("", list(range(len(frames))))], ""
-    names = ("EchoNumbers", "TemporalPositionIdentifier", "TriggerTime", "DiffusionBValue", "AcquisitionNumber")
-    n_key = len(frames[0].key)
+    names = _SINGLE_KEYS
+    keys = [_frame_key(f) for f in frames]
+    n_key = len(keys[0])
     for j in range(n_key):
         groups: dict[Any, list[int]] = defaultdict(list)
-        for i, f in enumerate(frames):
-            groups[f.key[j] if j < len(f.key) else None].append(i)
+        for i, key in enumerate(keys):
+            groups[key[j] if j < len(key) else None].append(i)
         if 1 < len(groups) <= m and all(
             len(set(pos_id[idx].tolist())) == len(idx) for idx in groups.values()
         ):

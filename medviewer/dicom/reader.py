@@ -161,6 +161,43 @@ def _locate_pixels(fp: BinaryIO, pos: int, little: bool, implicit: bool) -> Pixe
     return PixelLocation(keyword, offset, None if length == 0xFFFFFFFF else int(length), vr)
 
 
+_FIRST_READ = 32768
+
+
+def _fast_entry(
+    fp: BinaryIO, data: bytes | None, size: int, path: str, archive: str | None, member: str | None
+) -> FileEntry | None:
+    """The header through :mod:`medviewer.dicom.fastheader`, or None (then pydicom reads it)."""
+    from medviewer.dicom.fastheader import NEED_MORE, FastHeader, build_dataset, parse_header
+
+    try:
+        if data is not None:
+            buf, eof = data, True
+        else:
+            buf = fp.read(_FIRST_READ)
+            eof = len(buf) >= size
+        while True:
+            result = parse_header(buf, eof)
+            if result is not NEED_MORE or eof:
+                break
+            buf += fp.read(3 * len(buf))
+            eof = len(buf) >= size
+        if not isinstance(result, FastHeader):
+            fp.seek(0)
+            return None
+        ds = build_dataset(result, path, bytes(buf[:128]))
+    except Exception:  # noqa: BLE001 - anything odd: the general reader decides
+        fp.seek(0)
+        return None
+    pixels = None
+    if result.pixel_keyword is not None:
+        pixels = PixelLocation(result.pixel_keyword, result.pixel_offset, result.pixel_length, result.pixel_vr)
+    return FileEntry(
+        path=path, size=size, header=ds, transfer_syntax=result.transfer_syntax, pixels=pixels, archive=archive,
+        member=member,
+    )
+
+
 def read_entry(
     path: str,
     *,
@@ -219,6 +256,10 @@ def read_entry(
             deflated = _DEFLATED_TS_BYTES in head
             if deflated:
                 _check_deflate(fp, path, budget)
+            else:
+                fast = _fast_entry(fp, data, size, path, archive, member)
+                if fast is not None:
+                    return fast
             with contextlib.nullcontext() if warning_log is not None else _recording(caught):
                 try:
                     ds = pydicom.dcmread(fp, stop_before_pixels=not deflated)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+from pydicom.dataelem import RawDataElement
+
 __all__ = ["value"]
 
 # keyword -> (tag, VR) for attributes read during every scan
@@ -91,19 +93,20 @@ def value(ds: Any, keyword: str, default: Any = None) -> Any:
     fast = _FAST.get(keyword)
     if fast is not None:
         try:
-            elem = ds.get_item(fast[0])
-        except Exception:  # noqa: BLE001
+            elem = ds._dict.get(fast[0])  # plain dict lookup: BaseTag hashes as its int
+        except AttributeError:
             return default
         if elem is None:
             return default
-        raw = getattr(elem, "value", None)
-        if type(elem).__name__ == "RawDataElement" and isinstance(raw, bytes):
-            try:
-                out = _parse(raw, fast[1], bool(elem.is_little_endian))
-            except Exception:  # noqa: BLE001 - malformed value: let pydicom try
-                out = _MISSING
-            if out is not _MISSING:
-                return default if out is None else out
+        if type(elem) is RawDataElement:
+            raw = elem.value
+            if isinstance(raw, bytes):
+                try:
+                    out = _parse(raw, fast[1], bool(elem.is_little_endian))
+                except Exception:  # noqa: BLE001 - malformed value: let pydicom try
+                    out = _MISSING
+                if out is not _MISSING:
+                    return default if out is None else out
     try:
         out = ds.get(keyword)
     except Exception:  # noqa: BLE001 - a corrupt element raises on access
