@@ -171,7 +171,7 @@ class LossWeights:
 
     pixel: float = 1.0
     gradient: float = 0.5
-    adversarial: float = 0.002
+    adversarial: float = 0.001
     gan_start: float = 0.6
 
     def to_json(self) -> dict[str, float]:
