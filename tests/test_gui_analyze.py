@@ -101,8 +101,15 @@ def sphere_volume(uid: str = "1.2.826.0.1.3680043.8.498.777", shape=(24, 96, 112
     return Volume(vox, spacing, origin=(-40.0, -40.0, 10.0), metadata=meta)
 
 
+def controller(window):
+    """The window's AnalysisController (MainWindow installs it; idempotent)."""
+    from medviewer.gui.analysis import install
+
+    return install(window)
+
+
 def run_analyze(window, qtbot, timeout: int = 60000):
-    ctl = window.analysis
+    ctl = controller(window)
     with qtbot.waitSignal(ctl.analysis_finished, timeout=timeout) as blocker:
         assert ctl.analyze()
     return blocker.args[0]
@@ -133,7 +140,7 @@ def slow_pipeline(monkeypatch, seconds: float = 30.0) -> list[float]:
 def test_analyze_shows_findings_overlays_and_review(window, qtbot, messages, oracle):
     vol = sphere_volume()
     window.set_volume(vol)
-    ctl = window.analysis
+    ctl = controller(window)
     assert ctl.act_analyze.shortcut().toString() == "Ctrl+Shift+A"
     assert ctl.act_analyze in window.analysis_toolbar.actions() and ctl.act_analyze in window.analysis_menu.actions()
     with qtbot.waitSignal(ctl.analysis_finished, timeout=60000) as blocker:
@@ -225,7 +232,7 @@ def test_analyze_shows_findings_overlays_and_review(window, qtbot, messages, ora
 def test_results_stay_with_their_series(window, qtbot, messages, oracle):
     a = sphere_volume(uid="1.2.826.0.1.3680043.8.498.1001")
     window.set_volume(a)
-    ctl = window.analysis
+    ctl = controller(window)
     ctl.act_denoise.setChecked(False)
     record = run_analyze(window, qtbot)
     n = len(record.result.detection.findings)
@@ -248,7 +255,7 @@ def test_results_stay_with_their_series(window, qtbot, messages, oracle):
 def test_second_analyze_refused_and_cancel_stops_quickly(window, qtbot, messages, models, monkeypatch):
     seen = slow_pipeline(monkeypatch)
     window.set_volume(sphere_volume())
-    ctl = window.analysis
+    ctl = controller(window)
     refusals: list[str] = []
     ctl.analysis_refused.connect(refusals.append)
     assert ctl.analyze()
@@ -277,7 +284,7 @@ def test_cancel_real_pipeline_within_a_second(window, qtbot, messages, models):
     vol = Volume(rng.normal(0, 50, (48, 384, 384)).astype(np.float32), spacing=(2.5, 0.7, 0.7),
                  metadata=VolumeMetadata(modality="CT", series_uid="1.2.3.9"))
     window.set_volume(vol)
-    ctl = window.analysis
+    ctl = controller(window)
     ctl.act_denoise.setChecked(False)
     det.load_detector()  # loading the weights is not what we time
     started: list[float] = []
@@ -299,7 +306,7 @@ def test_missing_weights_show_a_model_error_dialog(window, qtbot, messages, tmp_
     dn.clear_cache()
     det._CACHE.clear()
     window.set_volume(sphere_volume())
-    ctl = window.analysis
+    ctl = controller(window)
     with qtbot.waitSignal(ctl.analysis_failed, timeout=30000) as blocker:
         assert ctl.analyze()
     assert "not found" in blocker.args[0]
@@ -316,7 +323,7 @@ def test_model_that_raises_shows_error_and_app_stays_usable(window, qtbot, messa
         raise RuntimeError("CUDA error: device-side assert triggered")
 
     window.set_volume(sphere_volume())
-    ctl = window.analysis
+    ctl = controller(window)
     ctl.act_denoise.setChecked(False)
     with monkeypatch.context() as m:
         m.setattr(det, "detect_lesions", broken)
@@ -335,7 +342,7 @@ def test_close_during_analysis_exits_cleanly(qapp, qtbot, no_leaks, gui_settings
     w = MainWindow()
     w.show()
     w.set_volume(sphere_volume())
-    assert w.analysis.analyze()
+    assert controller(w).analyze()
     handle = w.runner.current("analyze")
     assert handle is not None
     qtbot.waitUntil(lambda: w.progress_bar.value() > 0, timeout=5000)
@@ -357,7 +364,7 @@ def test_event_loop_stall_while_analysis_runs(window, qtbot, messages, models, r
     vol = Volume((40 + rng.normal(0, 30, (32, 256, 256))).astype(np.float32), spacing=(2.5, 0.7, 0.7),
                  metadata=VolumeMetadata(modality="CT", series_uid="1.2.3.10"))
     window.set_volume(vol)
-    ctl = window.analysis
+    ctl = controller(window)
     det.load_detector()
     gaps: list[float] = []
     last = [time.perf_counter()]
@@ -403,7 +410,7 @@ def test_analyze_on_the_demo_study(window, qtbot, messages, demo_folder, tmp_mod
         window.open_path(str(demo_folder / "normal_dose"))
     volume = blocker.args[1]
     assert volume.shape[0] >= 40 and volume.metadata.modality == "CT"
-    ctl = window.analysis
+    ctl = controller(window)
     ctl.act_denoise.setChecked(False)  # keep CI fast: the denoised toggle is tested above
     record = run_analyze(window, qtbot, timeout=120000)
     findings = record.result.detection.findings

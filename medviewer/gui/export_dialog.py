@@ -96,6 +96,7 @@ class ExportDialog(QtWidgets.QDialog):
         self._show_error = show_error
         self.handle: TaskHandle | None = None
         self.summary: Any = None
+        self._busy = False
 
         self.folder_edit = QtWidgets.QLineEdit(default_dir or self._suggest_folder(), self)
         browse = QtWidgets.QPushButton("Browse…", self)
@@ -204,7 +205,8 @@ class ExportDialog(QtWidgets.QDialog):
     # ------------------------------------------------------------------ running
     @property
     def running(self) -> bool:
-        return self.handle is not None and self.handle.running
+        """True from the start of an export until its outcome has been delivered."""
+        return self._busy
 
     def _error(self, title: str, message: str) -> None:
         self.export_failed.emit(message)
@@ -255,6 +257,7 @@ class ExportDialog(QtWidgets.QDialog):
         self.status_label.setText(f"Exporting to {out}…")
         self.export_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
+        self._busy = True
         self.handle = self.runner.start(
             EXPORT_CHANNEL,
             task,
@@ -266,10 +269,12 @@ class ExportDialog(QtWidgets.QDialog):
         return True
 
     def cancel_export(self) -> None:
-        if self.handle is not None:
+        """Ask the running export to stop (nothing is left behind)."""
+        if self.handle is not None and self._busy:
             self.handle.cancel()
 
     def _done(self) -> None:
+        self._busy = False
         self.progress_bar.hide()
         self.export_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
