@@ -102,3 +102,20 @@ def test_denoise_command_end_to_end(source, tmp_path, monkeypatch):
     dn.clear_cache()
     assert cli_main(["denoise", str(folder), str(tmp_path / "den2"), "--weights", str(tmp_path / "none")]) == 2
     assert not (tmp_path / "den2").exists()
+
+
+def test_multiframe_source_referenced_by_frame(tmp_path):
+    from pydicom.data import get_testdata_file
+
+    src = load(get_testdata_file("eCT_Supplemental.dcm"))
+    files = write_derived_series(src, src, tmp_path / "mf", model=INFO)
+    frames = {}
+    for f in files:
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        ref = ds.SourceImageSequence[0]
+        assert ref.ReferencedSOPInstanceUID == src.metadata.sop_instance_uids[0]
+        frames[int(ds.InstanceNumber) - 1] = int(ref.ReferencedFrameNumber)
+    assert frames == dict(enumerate(src.metadata.extra["frame_numbers"]))
+    back = load(tmp_path / "mf")
+    np.testing.assert_allclose(back.voxels, np.rint(src.voxels), atol=0.5)
+    np.testing.assert_allclose(back.origin, src.origin, atol=1e-3)

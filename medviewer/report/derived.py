@@ -107,11 +107,14 @@ def _source_reference(source: Volume, k: int) -> Dataset | None:
         return None
     ref = Dataset()
     ref.ReferencedSOPClassUID = source.metadata.sop_class_uid or CTImageStorage
+    frames = source.metadata.extra.get("frame_numbers")
     if len(uids) == source.n_slices:
         ref.ReferencedSOPInstanceUID = uids[k]
+        if len(set(uids)) < len(uids):  # frames of multi-frame objects
+            ref.ReferencedFrameNumber = int(frames[k]) if frames and len(frames) == source.n_slices else k + 1
     elif len(uids) == 1:  # one multi-frame source object
         ref.ReferencedSOPInstanceUID = uids[0]
-        ref.ReferencedFrameNumber = k + 1
+        ref.ReferencedFrameNumber = int(frames[k]) if frames and len(frames) == source.n_slices else k + 1
     else:
         return None
     ref.PurposeOfReferenceCodeSequence = DicomSequence([_code(*SOURCE_IMAGE_PURPOSE)])
