@@ -139,7 +139,10 @@ def deid_export(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-un
     case = make_case(tmp_path_factory.mktemp("deidcase"))
     headers_before = [copy.deepcopy(h) for h in case.volume.metadata.headers]
     out = tmp_path_factory.mktemp("deid") / "report"
-    denoised = case.volume.with_voxels(case.volume.voxels * 0.5, derived_from="AI denoised")
+    desc = case.volume.metadata.series_description
+    denoised = case.volume.with_voxels(  # as medviewer.ai.denoise.denoise_volume labels it
+        case.volume.voxels * 0.5, derived_from="AI denoised", series_description=f"{desc} [AI denoised]"
+    )
     summary = export_report(
         case.volume,
         case.result,
@@ -193,6 +196,11 @@ def test_deidentified_uids_are_consistent(deid_export) -> None:  # type: ignore[
     objects = [sr, seg, frac, *scs, *denoised]
     assert len({o.StudyInstanceUID for o in objects}) == 1
     assert {o.FrameOfReferenceUID for o in denoised} == {seg.FrameOfReferenceUID}
+    # MedViewer's own descriptions survive, the source's do not
+    assert seg.SeriesDescription == "MedViewer AI findings SEG (research use only)"
+    assert sr.SeriesDescription == "MedViewer AI findings (research use only)"
+    assert "Finding 1" in scs[0].ImageComments and scs[0].DerivationDescription
+    assert denoised[0].SeriesDescription == "[removed] [AI denoised]"
     assert len({o.PatientID for o in objects}) == 1
     assert seg.FrameOfReferenceUID == frac.FrameOfReferenceUID
     evidence = [

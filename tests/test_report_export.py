@@ -398,3 +398,12 @@ def test_no_findings(case: Case, tmp_path: Path) -> None:
     assert str(group.tracking_identifier) == "No findings"
     assert PRESENCE_VALUES[ReviewStatus.REJECTED].value in _code_values(q.value for q in group.get_qualitative_evaluations())
     assert "no finding" in _pdf_text(s.out_dir / "report.pdf")
+
+
+def test_never_replaces_the_source_folder(case: Case, tmp_path: Path) -> None:
+    src_dir = case.files[0].parent
+    before = sorted(p.name for p in src_dir.iterdir())
+    for target in (src_dir, tmp_path):
+        with pytest.raises(ExportError, match="source images"):
+            export_report(case.volume, case.result, target, formats=["json"], overwrite=True)
+    assert sorted(p.name for p in src_dir.iterdir()) == before

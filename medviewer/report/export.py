@@ -45,6 +45,8 @@ ALL_FORMATS: tuple[str, ...] = ("pdf", "sr", "seg", "keyimages", "json", "csv", 
 """Every output :func:`export_report` can write."""
 
 _DICOM_FORMATS = frozenset({"sr", "seg", "keyimages"})
+_OWN_DESCRIPTIONS = ("SeriesDescription", "DerivationDescription", "ImageComments")
+"""Attributes of the objects MedViewer builds whose text it wrote (restored, cleaned, after de-identification)."""
 
 
 @dataclass
@@ -206,6 +208,10 @@ def export_report(
     out_dir = Path(out_dir)
     prog = Progress(progress)
     check_cancel(cancel, "report export")
+    dest = out_dir.absolute()
+    for src in volume.metadata.source_files:
+        if dest == Path(src).absolute() or dest in Path(src).absolute().parents:
+            raise ExportError(f"{out_dir}: holds the source images ({src}); choose another folder for the report")
     export_dir = atomic.AtomicExportDir(out_dir, overwrite=overwrite)  # refuses a non-empty folder up front
     warnings: list[str] = []
     deid: Deidentifier | None = None
@@ -223,8 +229,17 @@ def export_report(
     volumes = {f.id: _volume_mm3(volume, f) for f in result.findings}
 
     def dicom_out(ds: Any) -> Any:
-        # a copy: highdicom objects share data elements with the source headers
-        return deid.apply(ds) if deid is not None else ds
+        if deid is None:
+            return ds
+        # Descriptions MedViewer wrote itself are put back after the profile removed them
+        # (cleaned of every identifying value of the source), so PACS still label the objects.
+        saved = {k: str(ds.get(k)) for k in _OWN_DESCRIPTIONS if ds.get(k)}
+        for k in saved:  # not identifying: keep them out of the values the profile collects
+            delattr(ds, k)
+        out = deid.apply(ds)  # a copy: highdicom objects share data elements with the source headers
+        for k, v in saved.items():
+            setattr(out, k, deid.clean_text(v))
+        return out
 
     files: list[Path] = []
     with export_dir as tmp:
@@ -414,7 +429,13 @@ def _deidentify_file(path: Path, deid: Deidentifier) -> None:
         ds = pydicom.dcmread(path)
     except Exception as exc:
         raise ExportError(f"{path}: cannot re-read the derived image to de-identify it: {exc}") from exc
+    # SeriesDescription = source description + " [AI denoised]": kept with the source part removed
+    description = str(ds.get("SeriesDescription", "") or "")
+    if description:
+        del ds.SeriesDescription  # the whole string is not PHI, only its source part
     deid.apply(ds, in_place=True)
+    if description:
+        ds.SeriesDescription = deid.clean_text(description)[:64]
     atomic.write_bytes(path, atomic.dicom_bytes(ds), overwrite=True)
 
 
