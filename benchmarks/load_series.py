@@ -15,9 +15,10 @@ fresh subprocess (so peak memory is per loader):
 * ``dcm2niix``: the C converter from the ``dcm2niix`` PyPI package (writes an
   uncompressed NIfTI file; wall time of the process).
 
-Every loader runs ``--repeat`` times after one untimed warm-up pass over the
-files (page cache warm); the best time is reported, and the peak resident
-memory above the process's baseline. It prints the ratios the project's
+Every loader runs ``--repeat`` times, round-robin with the others, each run
+in a fresh process after an untimed pass over the files (page cache warm);
+the best time is reported, and the largest peak resident memory above the
+process's baseline. It prints the ratios the project's
 targets are stated in: uncompressed load <= 0.6 x SimpleITK; RLE <= 0.5 x
 SimpleITK and <= 2 x dcm2niix; peak memory <= 1.5 x the volume's size.
 
@@ -172,7 +173,20 @@ def main(argv: list[str] | None = None) -> int:
                 t = time.perf_counter()
                 write_series(folder, n_slices=args.slices, rows=args.size, columns=args.size, spacing=1.0, rle=rle)
                 print(f"  wrote {label} series in {time.perf_counter() - t:.1f} s")
-            results[label] = {m: _measure(m, folder, args.repeat) for m in methods}
+            # round-robin over the loaders, one fresh process per run, so that background load
+            # on a shared machine hits every loader alike; best time and largest peak are kept
+            res: dict[str, dict[str, Any]] = {}
+            for _ in range(args.repeat):
+                for m in methods:
+                    r = _measure(m, folder, 1)
+                    prev = res.get(m)
+                    if prev is None or "error" in prev:
+                        res[m] = r
+                    elif "error" not in r:
+                        if r["seconds"] < prev["seconds"]:
+                            prev["seconds"], prev["load_series_seconds"] = r["seconds"], r["load_series_seconds"]
+                        prev["peak_bytes"] = max(prev["peak_bytes"], r["peak_bytes"])
+            results[label] = res
     finally:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
