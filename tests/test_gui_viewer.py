@@ -243,10 +243,22 @@ def test_overlay_and_markers_on_all_planes(shown, qtbot):
     heat[8:14, 20:40, 30:50] = 0.9
     heat[8:14, 20:40, 30:35] = 0.2
     viewer.set_overlay(heat, colormap="hot", opacity=0.5, threshold=0.5)
+    viewer.set_crosshair((10, 30, 40))
     for plane, v in viewer.views.items():
         assert v.overlay_item.isVisible()
-        np.testing.assert_array_equal(v.overlay_item.image, extract_slice(heat, v.geometry, v.slice_index))
+        full = extract_slice(heat, v.geometry, v.slice_index)
+        rows, cols = np.nonzero(full >= 0.5)  # only the visible part is drawn
+        r0, c0, r1, c1 = v.overlay_region()
+        assert (r0, c0, r1, c1) == (rows.min(), cols.min(), rows.max() + 1, cols.max() + 1)
+        np.testing.assert_array_equal(v.overlay_item.image, full[r0:r1, c0:c1])
+        rect = v.overlay_item.mapRectToParent(v.overlay_item.boundingRect())
+        g = v.geometry
+        assert (rect.x(), rect.y()) == pytest.approx((c0 * g.col_spacing, r0 * g.row_spacing))
+        assert (rect.width(), rect.height()) == pytest.approx(((c1 - c0) * g.col_spacing, (r1 - r0) * g.row_spacing))
         assert v.overlay_item.lut[int(0.2 * 255), 3] == 0 and v.overlay_item.lut[int(0.9 * 255), 3] == 128
+    view.set_slice(2)  # no heat on this slice: nothing drawn
+    assert not view.overlay_item.isVisible()
+    view.set_slice(10)
     viewer.set_overlay_visible(False)
     assert not view.overlay_item.isVisible()
     viewer.set_overlay_visible(True)

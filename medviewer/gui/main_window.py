@@ -184,6 +184,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.viewer.layout_changed.connect(self._sync_layout_actions)
         self.viewer.invert_changed.connect(lambda inv: self.act_invert.setChecked(inv))
         self.viewer.cine_changed.connect(lambda on: self.act_cine.setChecked(on))
+        from medviewer.gui.analysis import install as install_analysis  # issue 7: Analyze, findings, export
+
+        self.analysis = install_analysis(self)
         self._restore_settings()
 
     # ------------------------------------------------------------------ construction

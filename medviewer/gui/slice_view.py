@@ -39,8 +39,6 @@ from medviewer.viewing import (
 )
 from medviewer.volume import Volume
 
-_TEXT_STYLE = "color: #e8e8b0; background: transparent; font-family: monospace; font-size: 11px;"
-_LETTER_STYLE = "color: #ffb000; background: transparent; font-weight: bold; font-size: 14px;"
 _CROSS_COLOURS = {"axial": "#ff5050", "coronal": "#50ff50", "sagittal": "#5090ff"}
 
 
@@ -153,9 +151,12 @@ class SliceView(pg.GraphicsView):
         self._overlay: NDArray[Any] | None = None
         self._overlay_visible = True
         self._overlay_style = ("jet", 0.4, 0.0)
+        self._overlay_region: tuple[int, int, int, int] | None = None
         self._markers: list[Marker] = []
         self._marker_items: list[tuple[QtWidgets.QGraphicsEllipseItem, pg.TextItem]] = []
         self._measurements: list[Measurement] = []
+        self._shown_measurements: list[Measurement] = []
+        self._marker_state: list[Any] = []
         self._drawing: Measurement | None = None
         self._info_lines: dict[str, list[str]] = {}
 
@@ -179,46 +180,59 @@ class SliceView(pg.GraphicsView):
             line.hide()
             self.view_box.addItem(line, ignoreBounds=True)
 
-        self._corners = {name: self._make_label(_TEXT_STYLE) for name in ("tl", "tr", "bl", "br")}
-        self._corners["tr"].setAlignment(QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignTop)
-        self._corners["br"].setAlignment(QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignBottom)
-        self._corners["bl"].setAlignment(QtCore.Qt.AlignmentFlag.AlignLeft | QtCore.Qt.AlignmentFlag.AlignBottom)
-        self._letters = {name: self._make_label(_LETTER_STYLE) for name in ("left", "right", "top", "bottom")}
+        # corner text and orientation letters are painted in drawForeground (one paint pass;
+        # child QLabels would make every text change repaint the image underneath again)
+        self._corners: dict[str, str] = {"tl": "", "tr": "", "bl": "", "br": ""}
+        self._letters: dict[str, str] = {"left": "", "right": "", "top": "", "bottom": ""}
+        self._text_font = QtGui.QFont("monospace")
+        self._text_font.setStyleHint(QtGui.QFont.StyleHint.Monospace)
+        self._text_font.setPixelSize(12)
+        self._letter_font = QtGui.QFont()
+        self._letter_font.setPixelSize(15)
+        self._letter_font.setBold(True)
+        self._text_colour = QtGui.QColor("#e8e8b0")
+        self._letter_colour = QtGui.QColor("#ffb000")
         self.scene().sigMouseMoved.connect(self._mouse_moved)
         self.view_box.sigRangeChanged.connect(lambda *_: self._view_changed())
 
     # ------------------------------------------------------------------ widgets
-    def _make_label(self, style: str) -> QtWidgets.QLabel:
-        label = QtWidgets.QLabel(self)
-        label.setStyleSheet(style)
-        label.setAttribute(QtCore.Qt.WidgetAttribute.WA_TransparentForMouseEvents)
-        label.setTextFormat(QtCore.Qt.TextFormat.PlainText)
-        return label
+    def drawForeground(self, painter: QtGui.QPainter, rect: QtCore.QRectF) -> None:  # noqa: N802 - Qt name
+        """Corner text and orientation letters, in viewport pixels, over the scene."""
+        super().drawForeground(painter, rect)
+        if self.volume is None:
+            return
+        painter.save()
+        painter.resetTransform()
+        vp = self.viewport().rect()
+        w, m = vp.width(), 6
+        area = QtCore.QRect(vp).adjusted(m, m, -m, -m)
+        A = QtCore.Qt.AlignmentFlag
+        painter.setFont(self._text_font)
+        fm = painter.fontMetrics()
+        sizes = {k: fm.boundingRect(QtCore.QRect(0, 0, 10_000, 10_000), 0, t).size() for k, t in self._corners.items()}
+        shown = {k: bool(t) and w >= 240 for k, t in self._corners.items()}
+        # narrow viewports drop the right-hand texts rather than overlap them
+        shown["tr"] = shown["tr"] and sizes["tl"].width() + sizes["tr"].width() + 3 * m <= w
+        shown["br"] = shown["br"] and sizes["bl"].width() + sizes["br"].width() + 3 * m <= w
+        flags = {"tl": A.AlignLeft | A.AlignTop, "tr": A.AlignRight | A.AlignTop,
+                 "bl": A.AlignLeft | A.AlignBottom, "br": A.AlignRight | A.AlignBottom}
+        self._draw_texts(painter, area, [(self._corners[k], flags[k]) for k in flags if shown[k]], self._text_colour)
+        painter.setFont(self._letter_font)
+        lflags = {"left": A.AlignLeft | A.AlignVCenter, "right": A.AlignRight | A.AlignVCenter,
+                  "top": A.AlignHCenter | A.AlignTop, "bottom": A.AlignHCenter | A.AlignBottom}
+        self._draw_texts(painter, area, [(self._letters[k], lflags[k]) for k in lflags], self._letter_colour)
+        painter.restore()
 
-    def resizeEvent(self, ev: QtGui.QResizeEvent) -> None:  # noqa: N802 - Qt name
-        super().resizeEvent(ev)
-        self._place_labels()
-
-    def _place_labels(self) -> None:
-        if not hasattr(self, "_letters"):
-            return  # called by pyqtgraph's constructor before the labels exist
-        w, h, m = self.width(), self.height(), 6
-        for name, label in self._corners.items():
-            label.adjustSize()
-            lw, lh = label.width(), label.height()
-            x = m if name[1] == "l" else w - lw - m
-            y = m if name[0] == "t" else h - lh - m
-            label.move(x, y)
-        for name, label in self._letters.items():
-            label.adjustSize()
-            lw, lh = label.width(), label.height()
-            pos = {
-                "left": (m, (h - lh) // 2),
-                "right": (w - lw - m, (h - lh) // 2),
-                "top": ((w - lw) // 2, m),
-                "bottom": ((w - lw) // 2, h - lh - m),
-            }[name]
-            label.move(*pos)
+    @staticmethod
+    def _draw_texts(painter: QtGui.QPainter, area: QtCore.QRect, items: list[tuple[str, Any]], colour: QtGui.QColor) -> None:
+        shadow = QtGui.QColor(0, 0, 0)
+        for text, flags in items:
+            if not text:
+                continue
+            painter.setPen(shadow)
+            painter.drawText(area.translated(1, 1), int(flags), text)
+            painter.setPen(colour)
+            painter.drawText(area, int(flags), text)
 
     # ------------------------------------------------------------------ public API
     def set_volume(self, volume: Volume | None, slice_index: int | None = None) -> None:
@@ -243,11 +257,8 @@ class SliceView(pg.GraphicsView):
         self.slice_index = g.n_slices // 2 if slice_index is None else int(min(max(slice_index, 0), g.n_slices - 1))
         self._render_image()
         self.image_item.setRect(QtCore.QRectF(0.0, 0.0, w_mm, h_mm))
-        self.overlay_item.setRect(QtCore.QRectF(0.0, 0.0, w_mm, h_mm))
         self._update_markers()
-        letters = g.edge_letters()
-        for name, label in self._letters.items():
-            label.setText(letters[name])
+        self._letters = g.edge_letters()
         self.reset_view()
 
     def set_slice(self, index: int, emit: bool = True) -> None:
@@ -395,8 +406,11 @@ class SliceView(pg.GraphicsView):
     def set_overlay_style(self, colormap: str, opacity: float, threshold: float) -> None:
         """Change the overlay's colour map, opacity and threshold (no data copy)."""
         lut = overlay_lut(colormap, opacity, threshold)
+        old_threshold = self._overlay_style[2]
         self._overlay_style = (colormap, float(opacity), float(threshold))
         self.overlay_item.setLookupTable(lut)
+        if float(threshold) != old_threshold and self._overlay is not None:
+            self._render_overlay()
 
     def set_overlay_visible(self, visible: bool) -> None:
         """Show or hide the overlay without dropping it (key H in issue 7)."""
@@ -438,10 +452,13 @@ class SliceView(pg.GraphicsView):
         m.adopt_menus(self)
         self._measurements.append(m)
         for item in m.items():
+            item.hide()
             self.view_box.addItem(item, ignoreBounds=True)
         self._update_measurement_visibility()
 
     def remove_measurement(self, m: Measurement) -> None:
+        if m in self._shown_measurements:
+            self._shown_measurements.remove(m)
         if m in self._measurements:
             self._measurements.remove(m)
             for item in m.items():
@@ -465,10 +482,10 @@ class SliceView(pg.GraphicsView):
 
     def corner_text(self) -> dict[str, str]:
         """The four corner texts (for tests and screenshots)."""
-        return {k: v.text() for k, v in self._corners.items()}
+        return dict(self._corners)
 
     def edge_letters(self) -> dict[str, str]:
-        return {k: v.text() for k, v in self._letters.items()}
+        return dict(self._letters)
 
     # ------------------------------------------------------------------ rendering
     def _render_image(self) -> None:
@@ -492,46 +509,80 @@ class SliceView(pg.GraphicsView):
     def _render_overlay(self) -> None:
         if self._overlay is None or not self._overlay_visible or self.geometry is None:
             self.overlay_item.hide()
+            self._overlay_region = None
             return
-        ov = extract_slice(self._overlay, self.geometry, self.slice_index)
-        self.overlay_item.setImage(ov, autoLevels=False, levels=(0.0, 1.0))
+        g = self.geometry
+        ov = extract_slice(self._overlay, g, self.slice_index)
+        # draw only the bounding box of the visible values: blending a full-size ARGB
+        # image costs as much as the image itself, heat maps are mostly transparent
+        visible = ov >= max(self._overlay_style[2], 1.0 / 255.0)
+        rows = np.flatnonzero(visible.any(axis=1))
+        if rows.size == 0:
+            self.overlay_item.hide()
+            self._overlay_region = None
+            return
+        cols = np.flatnonzero(visible[rows[0] : rows[-1] + 1].any(axis=0))
+        r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+        self._overlay_region = (r0, c0, r1, c1)
+        self.overlay_item.setImage(np.ascontiguousarray(ov[r0:r1, c0:c1]), autoLevels=False, levels=(0.0, 1.0))
+        self.overlay_item.setRect(
+            QtCore.QRectF(c0 * g.col_spacing, r0 * g.row_spacing, (c1 - c0) * g.col_spacing, (r1 - r0) * g.row_spacing)
+        )
         self.overlay_item.show()
+
+    def overlay_region(self) -> tuple[int, int, int, int] | None:
+        """Displayed part of the overlay on this slice: ``(row0, col0, row1, col1)``, ends exclusive."""
+        return self._overlay_region
 
     def _update_markers(self) -> None:
         while len(self._marker_items) < len(self._markers):
             ellipse = QtWidgets.QGraphicsEllipseItem()
             ellipse.setZValue(15)
+            ellipse.setBrush(QtGui.QBrush(QtCore.Qt.BrushStyle.NoBrush))  # outline only
             text = pg.TextItem("", anchor=(0, 1))
             text.setZValue(16)
+            ellipse.hide()
+            text.hide()
             self.view_box.addItem(ellipse, ignoreBounds=True)
             self.view_box.addItem(text, ignoreBounds=True)
             self._marker_items.append((ellipse, text))
+            self._marker_state.append(None)
         for n, (ellipse, text) in enumerate(self._marker_items):
             cut = None
-            if n < len(self._markers) and self.geometry is not None:
-                m = self._markers[n]
+            m = self._markers[n] if n < len(self._markers) else None
+            if m is not None and self.geometry is not None:
                 cut = marker_cross_section(m, self.geometry, self.slice_index)
-            if cut is None:
+            state = None if cut is None or m is None else (cut, m.label or str(m.id), m.colour)
+            if state == self._marker_state[n]:
+                continue  # unchanged (most frames while scrolling): no item updates
+            self._marker_state[n] = state
+            if state is None or m is None:
                 ellipse.hide()
                 text.hide()
                 continue
-            x, y, r = cut
-            colour = pg.mkColor(m.colour)
+            (x, y, r), label, colour_spec = state
+            colour = pg.mkColor(colour_spec)
             pen = pg.mkPen(colour, width=2)
             pen.setCosmetic(True)
             ellipse.setPen(pen)
-            ellipse.setBrush(QtGui.QBrush(QtCore.Qt.BrushStyle.NoBrush))
             ellipse.setRect(QtCore.QRectF(x - r, y - r, 2 * r, 2 * r))
             ellipse.show()
-            text.setText(m.label or str(m.id), color=colour)
+            if text.toPlainText() != label or text.color != colour:
+                text.setText(label, color=colour)
             text.setPos(x + r * 0.75, y - r * 0.75)
             text.show()
 
     def _update_measurement_visibility(self) -> None:
-        for m in self._measurements:
-            visible = m.slice_index == self.slice_index
+        now = [m for m in self._measurements if m.slice_index == self.slice_index]
+        for m in self._shown_measurements:
+            if m not in now:
+                for item in m.items():
+                    item.hide()
+        for m in now:
             for item in m.items():
-                item.setVisible(visible)
+                if not item.isVisible():
+                    item.show()
+        self._shown_measurements = now
 
     def _update_crosshair(self) -> None:
         if self.crosshair is None or self.geometry is None or not self.crosshair_visible:
@@ -548,8 +599,9 @@ class SliceView(pg.GraphicsView):
     def _update_text(self) -> None:
         v, g = self.volume, self.geometry
         if v is None or g is None:
-            for label in list(self._corners.values()) + list(self._letters.values()):
-                label.setText("")
+            self._corners = dict.fromkeys(self._corners, "")
+            self._letters = dict.fromkeys(self._letters, "")
+            self.viewport().update()
             return
         md = v.metadata
         tl = self._info_lines.get("tl") or [
@@ -579,17 +631,19 @@ class SliceView(pg.GraphicsView):
         else:
             wl = f"W {self.window_width:.0f} L {self.window_center:.0f}" + ("  INV" if self.invert else "")
         br = [wl, f"Zoom {self.zoom:.2f}x"]
-        for name, lines in (("tl", tl), ("tr", tr), ("bl", bl), ("br", br)):
-            self._corners[name].setText("\n".join(x for x in lines if x))
-        self._place_labels()
+        corners = {name: "\n".join(x for x in lines if x) for name, lines in (("tl", tl), ("tr", tr), ("bl", bl), ("br", br))}
+        if corners != self._corners:
+            self._corners = corners
+            self.viewport().update()
 
     def _view_changed(self) -> None:
         if self.volume is not None:
             zoom_line = f"Zoom {self.zoom:.2f}x"
-            lines = self._corners["br"].text().split("\n")
+            lines = self._corners["br"].split("\n")
             if len(lines) >= 2 and lines[1] != zoom_line:
                 lines[1] = zoom_line
-                self._corners["br"].setText("\n".join(lines))
+                self._corners["br"] = "\n".join(lines)
+                self.viewport().update()
         self.view_changed.emit()
 
     # ------------------------------------------------------------------ mouse & keys
