@@ -390,7 +390,12 @@ def load_series(
     -------
     Volume
         float32 modality values (HU for CT) ``(z, y, x)``, or uint8 RGB
-        ``(z, y, x, 3)``; slices ordered along the slice normal.
+        ``(z, y, x, 3)``; slices ordered along the slice normal. In its
+        metadata, ``sop_instance_uids`` has one entry per slice (a
+        multi-frame object's UID repeats), ``extra["frame_numbers"]`` the
+        1-based frame of each slice and ``extra["slice_files"]`` its file;
+        ``headers`` / ``source_files`` have one entry per file in slice order;
+        ``warnings`` says what was split, dropped or assumed.
 
     Raises
     ------
