@@ -280,7 +280,7 @@ def build_anatomy(
     # ---------------------------------------------------- texture fields
     fine = smooth_noise(rng, shape, (0.6, 1.0 * 0.7 / sy, 1.0 * 0.7 / sx))
     coarse = smooth_noise(rng, shape, (4.0 / sz * 2.5, 6.0 / sy, 6.0 / sx), downsample=4)
-    blob = smooth_noise(rng, shape, (5.0 / sz, 5.0 / sy, 5.0 / sx), downsample=4)
+    blob = smooth_noise(rng, shape, (6.0 / sz, 7.0 / sy, 7.0 / sx), downsample=4)
     blob2 = smooth_noise(rng, shape, (3.0 / sz, 3.0 / sy, 3.0 / sx), downsample=2)
     rep(0.25, "body")
     check_cancel(cancel, "phantom generation")
@@ -326,16 +326,27 @@ def build_anatomy(
     wall_b = lambda z: b_of(z) - 2.0 * s - fat * 0.9  # noqa: E731
     wall = intersect(elliptic_column(0.0, yc - 0.1 * fat, wall_a(0.0), wall_b(0.0), sp), lambda x, y, z: (y - (y_back - 2 * s - 0.6 * fat), np.full(np.broadcast(x, y, z).shape, sy, np.float32)))
     cv.paint(wall, box_all[0], box_all[1], tex(52.0, 6.0, 3.0), TISSUE_MUSCLE)
-    cav_a = lambda z: wall_a(z) - mus  # noqa: E731
-    cav_b = lambda z: wall_b(z) - mus  # noqa: E731
+    cav_a = lambda z: wall_a(z) - 0.75 * mus  # noqa: E731
+    cav_b = lambda z: wall_b(z) - 1.25 * mus  # noqa: E731
     y_vb = y_back - 2 * s - 0.6 * fat - 62.0 * s
     cavity = subtract(
         elliptic_column(0.0, yc - 0.1 * fat + 0.05 * B, cav_a(0.0), cav_b(0.0) * 0.95, sp),
         ellipsoid((0.0, y_vb + 38.0 * s, 0.0), (58.0 * s, 50.0 * s, math.inf), sp),
     )
+    # fat planes between the layers of the lateral wall muscles (obliques) and the linea alba
+    wall_ell = elliptic_column(0.0, yc - 0.1 * fat, wall_a(0.0), wall_b(0.0), sp)
+    for depth in (0.35, 0.62):
+        plane = lambda x, y, z, depth=depth: (np.abs(wall_ell(x, y, z)[0] + depth * mus) - 0.6 * s, wall_ell(x, y, z)[1])  # noqa: E731
+        lateral = lambda x, y, z: (0.45 * A - np.abs(x) + 0.0 * y, np.full(np.broadcast(x, y).shape, sx, np.float32))  # noqa: E731
+        cv.paint(intersect(plane, lateral, lambda x, y, z: (z + 15.0 * s + 0.0 * x, np.full(np.broadcast(x, y, z).shape, thick, np.float32))),
+                 box_all[0], (box_all[1][0], box_all[1][1], 0.0), tex(-90.0, 6.0), TISSUE_FAT)
+    alba = intersect(lambda x, y, z: (np.abs(x) - 3.0 * s + 0.0 * y, np.full(np.broadcast(x, y).shape, sx, np.float32)),
+                     lambda x, y, z: (y - yc + 0.5 * B + 0.0 * x, np.full(np.broadcast(x, y).shape, sy, np.float32)),
+                     lambda x, y, z: (z + 20.0 * s + 0.0 * x, np.full(np.broadcast(x, y, z).shape, thick, np.float32)))
+    cv.paint(alba, (-10 * s, yc - B - 5, zlo), (10 * s, yc, 0.0), tex(-90.0, 6.0), TISSUE_FAT)
     cv.paint(cavity, box_all[0], box_all[1], tex(-95.0, 8.0, 5.0), TISSUE_FAT)
-    Ai = wall_a(0.0) - mus  # inner half-width of the body cavity
-    Bi = (wall_b(0.0) - mus) * 0.95
+    Ai = cav_a(0.0)  # inner half-width of the body cavity
+    Bi = cav_b(0.0) * 0.95
     yci = yc - 0.1 * fat + 0.05 * B
 
     # pectoral muscles (chest, anterior)
@@ -393,7 +404,17 @@ def build_anatomy(
     # ------------------------------------------------------------ spine
     rep(0.35, "spine and ribs")
     check_cancel(cancel, "phantom generation")
-    # paraspinal muscles, psoas
+    # paraspinal muscles (erector spinae, multifidus) in a fat envelope, psoas
+    bulge = ellipsoid((0.0, y_vb + 38.0 * s, 0.0), (58.0 * s, 50.0 * s, math.inf), sp)
+    post = lambda x, y, z: (y_vb + 12.0 * s - y + 0.0 * x, np.full(np.broadcast(x, y).shape, sy, np.float32))  # noqa: E731
+    cv.paint(intersect(offset(bulge, 2.0 * s), post), (-80 * s, y_vb, zlo), (80 * s, y_back, zhi), tex(-92.0, 7.0), TISSUE_FAT)
+    for sgn in (-1.0, 1.0):
+        erector = ellipsoid((sgn * 30.0 * s, y_vb + 50.0 * s, 0.0), (25.0 * s, 24.0 * s, math.inf), sp, angle_deg=sgn * 10.0)
+        cv.paint(erector, (-70 * s, y_vb + 15 * s, zlo), (70 * s, y_back, zhi), tex(50.0, 5.0, 3.0), TISSUE_MUSCLE)
+        multi = ellipsoid((sgn * 11.0 * s, y_vb + 45.0 * s, 0.0), (9.0 * s, 18.0 * s, math.inf), sp)
+        cv.paint(multi, (-30 * s, y_vb + 20 * s, zlo), (30 * s, y_back, zhi), tex(55.0, 5.0), TISSUE_MUSCLE)
+        quad = ellipsoid((sgn * 62.0 * s, y_vb + 22.0 * s, -250.0 * s), (14.0 * s, 11.0 * s, 150.0 * s), sp, angle_deg=sgn * 25.0)
+        cv.paint(quad, (-90 * s, y_vb, zlo), (90 * s, y_vb + 45 * s, -100 * s), tex(52.0, 5.0), TISSUE_MUSCLE)
     for sgn in (-1.0, 1.0):
         psoas = ellipsoid((sgn * 36.0 * s, y_vb + 2.0 * s, -260.0 * s), (20.0 * s, 17.0 * s, 170.0 * s), sp)
         cv.paint(psoas, (-70 * s, y_vb - 25 * s, zlo), (70 * s, y_vb + 25 * s, -90 * s), tex(52.0, 5.0), TISSUE_MUSCLE)
@@ -510,13 +531,21 @@ def build_anatomy(
     # bowel and mesentery: a texture of loops, fluid and gas pockets
     bowel_region = intersect(abd, ellipsoid((0.0, yci - 0.25 * Bi, -190.0 * s), (0.95 * Ai, 0.75 * Bi, 130.0 * s), sp))
 
+    wall_hu = 90.0 if contrast else 40.0
+
     def bowel_val(sl: tuple[slice, slice, slice]) -> Arr:
-        n1, n2 = blob[sl], blob2[sl]
-        loop = np.clip((n1 + 0.1) * 3.0, 0.0, 1.0)  # 1 inside bowel loops
-        gas = np.clip((n2 - 1.25) * 4.0, 0.0, 1.0) * loop
-        content = 30.0 + 10.0 * fine[sl] + 8.0 * n2
-        v = -92.0 * (1 - loop) + content * loop
-        return (v * (1 - gas) + (-960.0) * gas).astype(np.float32)
+        n1, n2, f = blob[sl], blob2[sl], fine[sl]
+        # iso-surfaces of a smooth random field: loops (n1 > 0) separated by mesenteric fat,
+        # a ~3 mm enhancing wall at the loop border, fluid or mottled stool inside
+        loop = np.clip(n1 * 5.0 + 0.5, 0.0, 1.0)
+        inner = np.clip(n1 * 5.0 - 1.2, 0.0, 1.0)
+        stool = np.clip(n2 * 2.0, 0.0, 1.0)
+        content = (12.0 + 6.0 * f) * (1 - stool) + (-60.0 + 70.0 * f + 40.0 * n2) * stool
+        bubbles = np.clip((f - 1.9) * 3.0, 0.0, 1.0) * stool  # small gas bubbles in stool
+        gas = np.clip((n1 - 0.55) * 6.0, 0.0, 1.0) * np.clip((n2 + 0.3) * 3.0, 0.0, 1.0)  # gas-filled loop centres
+        v = -92.0 * (1 - loop) + (wall_hu * (1 - inner) + content * inner) * loop
+        v = v * (1 - bubbles) + (-850.0) * bubbles
+        return (v * (1 - gas) + (-980.0) * gas).astype(np.float32)
 
     cv.paint(bowel_region, abox[0], abox[1], bowel_val, TISSUE_BOWEL)
     # pancreas
@@ -595,12 +624,12 @@ def build_anatomy(
         kc = (sgn * 68.0 * s, y_vb + 4.0 * s, kz + dz)
         kid = ellipsoid(kc, (27.0 * s, 22.0 * s, 52.0 * s), sp, angle_deg=-sgn * 30.0)
         kb = ((kc[0] - 50 * s, kc[1] - 45 * s, kc[2] - 70 * s), (kc[0] + 50 * s, kc[1] + 45 * s, kc[2] + 70 * s))
-        cv.paint(offset(kid, 9.0 * s), kb[0], kb[1], tex(-98.0, 7.0), TISSUE_FAT)
+        cv.paint(offset(kid, 4.0 * s), kb[0], kb[1], tex(-98.0, 7.0), TISSUE_FAT)
         cv.paint(kid, kb[0], kb[1], tex(160.0 if contrast else 32.0, 5.0, 3.0), TISSUE_KIDNEY)
         if contrast:  # medulla enhances less in the portal-venous phase
             med_k = ellipsoid(kc, (16.0 * s, 12.0 * s, 38.0 * s), sp, angle_deg=-sgn * 30.0)
             cv.paint(med_k, kb[0], kb[1], tex(120.0, 5.0), TISSUE_KIDNEY)
-        sinus = ellipsoid((kc[0] - sgn * 14.0 * s, kc[1] - 6.0 * s, kc[2]), (11.0 * s, 9.0 * s, 24.0 * s), sp, angle_deg=-sgn * 30.0)
+        sinus = ellipsoid((kc[0] - sgn * 20.0 * s, kc[1] - 8.0 * s, kc[2]), (12.0 * s, 7.0 * s, 22.0 * s), sp, angle_deg=-sgn * 30.0)
         cv.paint(intersect(sinus, kid), kb[0], kb[1], tex(-60.0, 10.0), TISSUE_FAT)
     # gallbladder
     gb_c = (-0.35 * Ai, yci - 0.55 * Bi, -95.0 * s)
