@@ -142,6 +142,7 @@ def test_analyze_shows_findings_overlays_and_review(window, qtbot, messages, ora
     window.set_volume(vol)
     ctl = controller(window)
     assert ctl.act_analyze.shortcut().toString() == "Ctrl+Shift+A"
+    assert "detector 0.0.0-test" in ctl.act_analyze.toolTip() and "denoiser 0.0-test" in ctl.act_analyze.toolTip()
     assert ctl.act_analyze in window.analysis_toolbar.actions() and ctl.act_analyze in window.analysis_menu.actions()
     with qtbot.waitSignal(ctl.analysis_finished, timeout=60000) as blocker:
         qtbot.keyClick(window, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
@@ -158,7 +159,7 @@ def test_analyze_shows_findings_overlays_and_review(window, qtbot, messages, ora
     assert row[0] == str(big.id) and f"{big.diameter_mm:.1f} mm" == row[2] and row[4] == f"{100 * big.confidence:.0f} %"
     assert f"Im {big.slice_range[0] + 1}" in row[1] and float(row[3]) > 500  # mean HU of a 1000 HU sphere
     assert "0.0.0-test" in panel.info_label.text() and "CPU" in panel.info_label.text()
-    assert "0.0.0-test" in ctl.device_label.text()
+    assert "0.0.0-test" in ctl.device_label.text() and "CPU" in ctl.device_label.text()
     # overlays on every view (axial and MPR): heat map and outlines with label
     window.set_layout("1x3")
     for view in window.viewer.views.values():

@@ -22,7 +22,6 @@ through its issue-7 hooks and drives the same pipeline as ``medviewer analyze``
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -41,11 +40,30 @@ if TYPE_CHECKING:  # pragma: no cover
     from medviewer.gui.main_window import MainWindow
 
 ANALYZE_CHANNEL = "analyze"
+DEVICE_PREFIX = "starting on "
 
 
-def background_threads() -> int:
-    """Torch threads for the worker while the GUI is up: ``cores - 1`` (at least 1)."""
-    return max(1, (os.cpu_count() or 2) - 1)
+def installed_models_text() -> str:
+    """Names and versions of the installed models, read from their model cards (no torch import).
+
+    Examples
+    --------
+    >>> installed_models_text()  # doctest: +SKIP
+    'detector 1.0.0, denoiser 0.3.1'
+    """
+    import json
+
+    from medviewer.resources import models_dir
+
+    parts = []
+    for name in ("detector", "denoiser"):
+        path = models_dir() / f"{name}.json"
+        try:
+            card = json.loads(path.read_text(encoding="utf-8"))
+            parts.append(f"{name} {card.get('version', '?')}")
+        except (OSError, ValueError, AttributeError):
+            parts.append(f"{name} not installed")
+    return ", ".join(parts)
 
 
 def series_key(volume: Volume) -> str:
@@ -82,10 +100,12 @@ def run_analysis(volume: Volume, denoise: bool, device: str | None, progress: An
     AnalysisRecord
     """
     t0 = time.perf_counter()
-    from medviewer.ai.device import cap_threads
+    from medviewer.ai.device import cap_threads, describe_device, resolve_device
     from medviewer.ai.pipeline import analyze_volume
 
     threads = cap_threads(1)  # torch is imported now: keep a core for the GUI thread
+    if progress is not None:
+        progress(0.0, f"{DEVICE_PREFIX}{describe_device(resolve_device(device))}")
     result = analyze_volume(volume, denoise=denoise, device=device, progress=progress, cancel=cancel, threads=threads)
     record = AnalysisRecord(result=result)
     if result.denoised is not None:
@@ -143,6 +163,7 @@ class AnalysisController(QtCore.QObject):
         self.results: dict[str, AnalysisRecord] = {}
         self.current: AnalysisRecord | None = None
         self._running_key: str | None = None
+        self._denoise_running = False
         self._started_at = 0.0
         self.export_dialog: "ExportDialog | None" = None
 
@@ -193,6 +214,7 @@ class AnalysisController(QtCore.QObject):
         self.device_label = QtWidgets.QLabel("", window)
         self.device_label.setToolTip("where the models ran and their versions")
         window.statusBar().addPermanentWidget(self.device_label)
+        self.refresh_models_info()
 
         # wiring
         self.overlay_controls.visibility_changed.connect(self._overlay_visibility)
@@ -243,6 +265,7 @@ class AnalysisController(QtCore.QObject):
         key = series_key(volume)
         device = self.device
         self._running_key = key
+        self._denoise_running = denoise
         self._started_at = time.perf_counter()
 
         def task(progress: Any, cancel: Any) -> AnalysisRecord:
@@ -281,10 +304,12 @@ class AnalysisController(QtCore.QObject):
         self.window.show_error(title, message)
 
     def _on_progress(self, fraction: float, message: str) -> None:
+        if message.startswith(DEVICE_PREFIX):
+            self.device_label.setText(f"AI: {message[len(DEVICE_PREFIX):]} · {installed_models_text()}")
         if message.startswith("denois"):
             stage = "1/2 denoise"
         elif message.startswith("detector") or message.startswith("lesion"):
-            stage = "2/2 detect" if self.act_denoise.isChecked() else "1/1 detect"
+            stage = "2/2 detect" if self._denoise_running else "1/1 detect"
         else:
             stage = ""
         label = f"{stage}: {message}" if stage else message
@@ -341,6 +366,17 @@ class AnalysisController(QtCore.QObject):
             text += f" · denoiser {det.denoiser.version}"
         return text
 
+    def refresh_models_info(self) -> str:
+        """Show the installed models' versions (model cards) on the Analyze action and the panel."""
+        text = installed_models_text()
+        self.act_analyze.setToolTip(f"Run the AI denoiser and lesion detector on the shown series (Ctrl+Shift+A)\n"
+                                    f"Models: {text}. Research use only, not for diagnosis.")
+        if self.current is None:
+            self.findings_panel.info_label.setText(
+                f"No analysis for this series — Analysis ▸ Analyze (Ctrl+Shift+A). Models: {text}."
+            )
+        return text
+
     # ------------------------------------------------------------------ showing results
     def _volume_changed(self, volume: Volume | None) -> None:
         """Another series is shown: show its cached results, or none."""
@@ -352,6 +388,7 @@ class AnalysisController(QtCore.QObject):
                 self._apply(record)
                 return
         self.findings_panel.clear()
+        self.refresh_models_info()
         self._sync_actions()
 
     def _apply(self, record: AnalysisRecord) -> None:
@@ -458,4 +495,12 @@ def install(window: "MainWindow", device: str | None = None) -> AnalysisControll
     return controller
 
 
-__all__ = ["AnalysisController", "AnalysisRecord", "run_analysis", "install", "series_key", "background_threads", "ANALYZE_CHANNEL"]
+__all__ = [
+    "AnalysisController",
+    "AnalysisRecord",
+    "run_analysis",
+    "install",
+    "series_key",
+    "installed_models_text",
+    "ANALYZE_CHANNEL",
+]

@@ -1,0 +1,264 @@
+"""Analyze in the viewer: GUI responsiveness while the models run, and scrolling with AI overlays.
+
+Run offscreen (it sets ``QT_QPA_PLATFORM=offscreen`` unless a platform is set)::
+
+    python benchmarks/analyze_stall.py            # 64 x 512 x 512 CT-like volume
+    python benchmarks/analyze_stall.py --quick    # 24 x 256 x 256, a few seconds
+
+It prints:
+
+1. the worst event-loop stall (largest gap between ticks of a 5 ms timer on the
+   GUI thread) and its 99th percentile while the real Analyze action runs
+   (``AnalysisController`` -> worker -> ``analyze_volume``: denoise, then
+   detect), against the same measure with the GUI idle in the same run (peer);
+2. frames per second scrolling the axial view (1x1, and 1x3 with the MPR
+   views following) with the analysis results shown — confidence heat map on
+   every view and the findings' outlines with labels — against the same window
+   scrolled with the overlays removed (peer), each frame painted by the normal
+   event loop.
+
+Models: the shipped ``resources/models`` when both are present, otherwise
+random-initialised weights of the shipped architectures in a temporary folder
+(the run time of a network does not depend on its weights; the printout says
+which was used).
+
+Targets (issue 7): worst stall <= 50 ms while analysis runs; >= 60 frames/s
+scrolling with overlays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import numpy as np  # noqa: E402
+
+
+def _volume(n: int, size: int):
+    """A CT-like volume (body ellipse, ribs, noise) with a few bright and dark spheres."""
+    from medviewer.volume import Volume, VolumeMetadata, WindowPreset
+
+    rng = np.random.default_rng(0)
+    spacing = (2.5, 0.7, 0.7)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    r = np.hypot((yy - size / 2) / 0.8, xx - size / 2) / (size / 2)
+    base = np.where(r < 0.9, 40.0, -1000.0).astype(np.float32)
+    base[(r > 0.8) & (r < 0.9)] = 700.0
+    vox = np.empty((n, size, size), np.float32)
+    for k in range(n):
+        vox[k] = base + rng.normal(0, 20, (size, size)).astype(np.float32)
+    zz = np.arange(n, dtype=np.float32)[:, None, None] * spacing[0]
+    for m, (fk, fy, fx, rad, hu) in enumerate(((0.3, 0.4, 0.4, 6.0, 300.0), (0.6, 0.55, 0.6, 9.0, -60.0),
+                                               (0.5, 0.45, 0.35, 5.0, 200.0))):
+        d = np.sqrt((zz - fk * n * spacing[0]) ** 2 + ((yy - fy * size) * spacing[1]) ** 2
+                    + ((xx - fx * size) * spacing[2]) ** 2)
+        vox[d <= rad] = hu
+    meta = VolumeMetadata(modality="CT", series_uid="1.2.826.0.1.3680043.8.498.4242", patient_name="Bench^Analyze",
+                          series_description="benchmark", windows=[WindowPreset(40, 400)])
+    return Volume(vox, spacing=spacing, metadata=meta)
+
+
+def _models() -> str:
+    """Use the shipped models, else write random-initialised ones to a temporary folder."""
+    from medviewer.ai.weights import weights_path
+    from medviewer.resources import models_dir
+
+    if weights_path("detector", models_dir()).is_file() and weights_path("denoiser", models_dir()).is_file():
+        return f"shipped ({models_dir()})"
+    import torch
+
+    from medviewer.ai.denoiser import DenoiserConfig, DenoiserNet
+    from medviewer.ai.detector import build_model, model_config
+    from medviewer.ai.weights import save_weights
+
+    root = Path(tempfile.mkdtemp(prefix="mv-bench-models-"))
+    torch.manual_seed(0)
+    net = build_model()
+    save_weights("detector", net.state_dict(), {"version": "bench-random", "config": model_config(net), "threshold": 0.5},
+                 root / "models")
+    cfg = DenoiserConfig()
+    save_weights("denoiser", DenoiserNet(cfg).state_dict(), {"version": "bench-random", "architecture": {"config": cfg.to_json()}},
+                 root / "models")
+    os.environ["MEDVIEWER_RESOURCES"] = str(root)
+    return "random-initialised shipped architectures (no trained weights installed)"
+
+
+class _PaintCounter:
+    """Counts paint events of viewports (an event filter), to wait for real frames."""
+
+    def __init__(self, widgets) -> None:
+        from PySide6 import QtCore
+
+        class Filter(QtCore.QObject):
+            def __init__(self, owner) -> None:
+                super().__init__()
+                self.owner = owner
+
+            def eventFilter(self, obj, ev) -> bool:  # noqa: N802
+                if ev.type() == QtCore.QEvent.Type.Paint:
+                    self.owner.count += 1
+                return False
+
+        self.count = 0
+        self._filter = Filter(self)
+        for w in widgets:
+            w.viewport().installEventFilter(self._filter)
+
+
+def _frame(app, counter: _PaintCounter, n_paints: int) -> None:
+    target = counter.count + n_paints
+    deadline = time.perf_counter() + 1.0
+    while counter.count < target and time.perf_counter() < deadline:
+        app.processEvents()
+
+
+def _ticks_during(app, start, done_signal, timeout_s: float) -> tuple[list[float], float]:
+    """Run the real event loop with a 5 ms timer until ``done_signal``; returns tick times and duration."""
+    from PySide6 import QtCore
+
+    ticks: list[float] = []
+    timer = QtCore.QTimer()
+    timer.setTimerType(QtCore.Qt.TimerType.PreciseTimer)
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    loop = QtCore.QEventLoop()
+    if done_signal is not None:
+        done_signal.connect(loop.quit)
+    QtCore.QTimer.singleShot(int(timeout_s * 1000), loop.quit)
+    timer.start(5)
+    t0 = time.perf_counter()
+    if start is not None:
+        start()
+    loop.exec()
+    timer.stop()
+    return ticks, time.perf_counter() - t0
+
+
+def _gaps(ticks: list[float]) -> tuple[float, float, int]:
+    g = np.diff(np.asarray(ticks)) * 1000.0
+    return (float(g.max()), float(np.percentile(g, 99)), int(g.size)) if g.size else (float("nan"), float("nan"), 0)
+
+
+def bench(n: int, size: int, frames: int, denoise: bool) -> dict[str, object]:
+    from PySide6 import QtCore
+
+    from medviewer.gui.analysis import install
+    from medviewer.gui.app import ensure_app
+    from medviewer.gui.main_window import MainWindow
+
+    app = ensure_app()
+    models = _models()
+    vol = _volume(n, size)
+    settings = QtCore.QSettings(os.path.join(tempfile.mkdtemp(prefix="mv-bench-"), "s.ini"), QtCore.QSettings.Format.IniFormat)
+    win = MainWindow(settings=settings, remember=False)
+    win.resize(1600, 1000)
+    win.show()
+    ctl = install(win)
+    ctl.act_denoise.setChecked(denoise)
+    win.set_volume(vol)
+    errors: list[str] = []
+    ctl.analysis_failed.connect(errors.append)
+    for _ in range(10):
+        app.processEvents()
+    out: dict[str, object] = {"models": models, "volume": f"{n}x{size}x{size}", "denoise": denoise,
+                              "cpu_cores": os.cpu_count()}
+
+    # warm-up run: imports torch, loads the weights (not what the user waits for twice)
+    ticks, dur = _ticks_during(app, ctl.analyze, ctl.analysis_finished, 900)
+    out["first_analysis_s"] = dur
+    out["first_worst_stall_ms"], out["first_p99_ms"], _ = _gaps(ticks)
+    if errors:
+        raise SystemExit(f"analysis failed: {errors[0]}")
+    idle_ticks, _ = _ticks_during(app, None, None, 1.5)
+    out["idle_worst_ms"], out["idle_p99_ms"], _ = _gaps(idle_ticks)
+    ticks, dur = _ticks_during(app, ctl.analyze, ctl.analysis_finished, 900)
+    out["analysis_s"] = dur
+    out["worst_stall_ms"], out["p99_ms"], out["ticks"] = _gaps(ticks)
+    import torch
+
+    out["torch_threads"] = torch.get_num_threads()
+    rec = ctl.current
+    out["findings"] = len(rec.result.detection.findings) if rec is not None else -1
+    ctl.findings_panel.set_threshold(0.0)  # every finding outlined: the heaviest overlay
+    if out["findings"] == 0:
+        # untrained weights find nothing: outline the phantom's spheres instead (same drawing cost)
+        from medviewer.viewing import Marker
+
+        out["markers_note"] = "no finding (untrained weights): outlines drawn at the phantom's 3 spheres"
+        win.viewer.set_markers([Marker(m + 1, (fk * n, fy * size, fx * size), 2 * rad / 0.7 * 0.7, f"#{m + 1} 50%", "#ffd200")
+                                for m, (fk, fy, fx, rad) in enumerate(((0.3, 0.4, 0.4, 6.0), (0.6, 0.55, 0.6, 9.0),
+                                                                       (0.5, 0.45, 0.35, 5.0)))])
+
+    viewer = win.viewer
+    axial = viewer.views["axial"]
+
+    def scroll(views) -> float:
+        counter = _PaintCounter(views)
+        for v in views:
+            v.set_slice(0)
+        _frame(app, counter, len(views))
+        t = time.perf_counter()
+        for f in range(frames):
+            views[0].scroll(1 if (f // (n - 1)) % 2 == 0 else -1)
+            _frame(app, counter, len(views))
+        return frames / (time.perf_counter() - t)
+
+    def both_layouts(tag: str) -> None:
+        viewer.set_layout("1x1")
+        for _ in range(5):
+            app.processEvents()
+        viewer._refit_views()
+        out[f"{tag}_1x1_fps"] = scroll([axial])
+        viewer.set_layout("1x3")
+        for _ in range(5):
+            app.processEvents()
+        viewer._refit_views()
+        out[f"{tag}_1x3_fps"] = scroll([axial, viewer.views["coronal"], viewer.views["sagittal"]])
+
+    out["overlay_markers"] = len(axial.markers)
+    both_layouts("overlay")
+    viewer.set_overlay(None)
+    viewer.set_markers([])
+    both_layouts("peer_no_overlay")
+    win.close()
+    win.deleteLater()
+    app.processEvents()
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--slices", type=int, default=64)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--frames", type=int, default=300)
+    parser.add_argument("--no-denoise", action="store_true", help="detector only")
+    parser.add_argument("--quick", action="store_true", help="24 x 256 x 256, 120 frames")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.slices, args.size, args.frames = 24, 256, 120
+    r = bench(args.slices, args.size, args.frames, not args.no_denoise)
+    print(f"models: {r['models']}")
+    print(f"volume {r['volume']}, denoise={r['denoise']}, {r['cpu_cores']} cores, torch threads in the worker {r['torch_threads']}")
+    print(f"first Analyze (imports + weights): {r['first_analysis_s']:.1f} s, worst stall {r['first_worst_stall_ms']:.1f} ms")
+    print(f"Analyze: {r['analysis_s']:.1f} s, {r['findings']} finding(s), {r['ticks']} timer ticks")
+    print(f"  worst event-loop stall {r['worst_stall_ms']:.1f} ms (p99 {r['p99_ms']:.1f} ms)   "
+          f"peer GUI idle: worst {r['idle_worst_ms']:.1f} ms (p99 {r['idle_p99_ms']:.1f} ms)   "
+          f"ratio {r['worst_stall_ms'] / max(r['idle_worst_ms'], 1e-3):.1f}x   target <= 50 ms: "
+          f"{'PASS' if r['worst_stall_ms'] <= 50 else 'FAIL'}")
+    if r.get("markers_note"):
+        print(f"note: {r['markers_note']}")
+    for layout in ("1x1", "1x3"):
+        ov, peer = r[f"overlay_{layout}_fps"], r[f"peer_no_overlay_{layout}_fps"]
+        print(f"scrolling {layout} with heat map + {r['overlay_markers']} outline(s): {ov:.0f} fps   "
+              f"peer without overlays: {peer:.0f} fps   ratio {ov / peer:.2f}   target >= 60 fps: "
+              f"{'PASS' if ov >= 60 else 'FAIL'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
