@@ -238,16 +238,23 @@ def _read_pydicom(entry: FileEntry, items: list[tuple[int, Frame]], ctx: _Contex
     palette = str(hdr.get("PhotometricInterpretation", "")).strip().upper() == "PALETTE COLOR"
     wanted = {frame.index: (k, frame) for k, frame in items}
     indices = sorted(wanted)
+    n_done = 0
     for i, arr in zip(indices, iter_pixels(ds, indices=indices)):
         if ctx.stop.is_set():
             return
+        n_done += 1
         k, frame = wanted[i]
         if ctx.color:
-            ctx.out[k] = _to_rgb8(arr, hdr, palette)
+            rgb = _to_rgb8(arr, hdr, palette)
+            if rgb.shape != ctx.out[k].shape:
+                raise DicomError(f"decoded frame has shape {rgb.shape}, expected {ctx.out[k].shape}", entry.path)
+            ctx.out[k] = rgb
         else:
             if arr.ndim == 3 and arr.shape[-1] == 1:
                 arr = arr[..., 0]
             _store_grey(arr, frame, ds, ctx.out[k])
+    if n_done != len(indices):  # never leave slices of the volume unfilled
+        raise TruncatedPixelDataError(f"pixel data holds {n_done} of {len(indices)} expected frames", entry.path)
 
 
 def _read_entry(entry: FileEntry, items: list[tuple[int, Frame]], ctx: _Context) -> None:
