@@ -492,7 +492,10 @@ def load_series(
     direction = block.direction if block.direction is not None else np.eye(3)
     spacing = block.spacing or (1.0, 1.0, 1.0)
     prog(1.0, f"loaded {n} images")
-    return Volume(out, spacing=spacing, origin=block.origin, direction=direction, metadata=metadata)
+    # origin from the first frame itself, so a Series holding a subset of a block's frames
+    # (e.g. a one-frame preview copy) still gets exact positions
+    origin = frames[0].position if frames[0].position is not None else block.origin
+    return Volume(out, spacing=spacing, origin=origin, direction=direction, metadata=metadata)
 
 
 def _pick(series_list: Sequence[Series], series_uid: str | None) -> Series | None:
