@@ -202,7 +202,7 @@ def test_drag_and_drop_opens(window, qtbot):
 def test_demo_falls_back_to_sample_ct(window, qtbot, monkeypatch):
     import medviewer.gui.main_window as mw
 
-    monkeypatch.setattr(mw, "demo_path", lambda progress=None: CT_SMALL)
+    monkeypatch.setattr(mw, "demo_path", lambda progress=None, cancel=None: CT_SMALL)
     with qtbot.waitSignal(window.series_loaded, timeout=10000):
         window.open_demo()
     assert window.viewer.volume.shape == (1, 128, 128)
@@ -235,16 +235,16 @@ def test_settings_restore_layout_and_fps(qapp, qtbot, no_leaks, gui_settings, me
 
 
 def test_analysis_hooks(window, qtbot):
-    act = QtGui.QAction("Analyze", window)
-    act.setShortcut("Ctrl+Shift+A")
+    act = QtGui.QAction("Test tool", window)
+    act.setShortcut("Ctrl+Alt+Y")
     hits = []
     act.triggered.connect(lambda: hits.append(1))
     window.add_analysis_action(act)
     assert window.analysis_menu.isEnabled() and act in window.analysis_toolbar.actions()
-    panel = QtWidgets.QLabel("findings")
-    dock = window.add_panel(panel, "Findings")
+    panel = QtWidgets.QLabel("extra panel")
+    dock = window.add_panel(panel, "Extra panel")
     assert dock.widget() is panel and window.dockWidgetArea(dock) == Qt.DockWidgetArea.RightDockWidgetArea
-    qtbot.keyClick(window.viewer.views["axial"], "a", Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    qtbot.keyClick(window.viewer.views["axial"], "y", Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.AltModifier)
     assert hits == [1]
     window.show_progress(0.5, "analysing", cancel=lambda: hits.append("cancel"))
     assert window.progress_bar.value() == 500
@@ -269,3 +269,25 @@ def test_screenshot_command_writes_png(qapp, no_leaks, ct_folder, tmp_path):
     assert main(["screenshot", str(ct_folder), "--out", str(out)]) == 2  # will not overwrite silently
     assert main(["screenshot", str(ct_folder), "--out", str(tmp_path / "x.png"), "--slice", "999"]) == 2
     assert not (tmp_path / "x.png").exists()
+
+
+def test_run_app_entry_point_opens_path(qapp, qtbot, no_leaks, gui_settings, messages, monkeypatch):
+    """`medviewer PATH` (cli.main -> run_app) opens the window and loads the study."""
+    from medviewer.cli import main
+    from medviewer.gui.main_window import MainWindow
+
+    seen = {}
+
+    def fake_exec():
+        windows = [w for w in QtWidgets.QApplication.topLevelWidgets() if isinstance(w, MainWindow)]
+        assert len(windows) == 1
+        w = windows[0]
+        qtbot.waitUntil(lambda: w.viewer.volume is not None and not w.runner.is_busy("load"), timeout=10000)
+        seen["shape"] = w.viewer.volume.shape
+        w.close()
+        w.deleteLater()
+        return 0
+
+    monkeypatch.setattr(QtWidgets.QApplication, "exec", staticmethod(fake_exec))
+    assert main([str(CT_SMALL)]) == 0
+    assert seen["shape"] == (1, 128, 128)

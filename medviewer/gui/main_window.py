@@ -553,7 +553,7 @@ class MainWindow(QtWidgets.QMainWindow):
         """Open the demo study (generated on first use), else pydicom's sample CT."""
 
         def task(progress: Any, cancel: Any) -> str:
-            return str(demo_path(progress))
+            return str(demo_path(progress, cancel))
 
         self.statusBar().showMessage("Preparing the demo study…")
         self.show_progress(0.0, "demo study", cancel=lambda: self.runner.cancel("demo"))
@@ -570,6 +570,8 @@ class MainWindow(QtWidgets.QMainWindow):
         """Show a volume directly (loaded elsewhere, synthetic, derived)."""
         self.current_series = series
         self.viewer.set_volume(volume)
+        if volume is not None and self.isActiveWindow():
+            self.viewer.active_view.setFocus()  # keys scroll and window at once
         md = volume.metadata if volume is not None else None
         if md is not None:
             name = md.patient_name.replace("^", " ").strip()
@@ -709,7 +711,7 @@ class MainWindow(QtWidgets.QMainWindow):
         super().closeEvent(ev)
 
 
-def demo_path(progress: Any = None) -> Path:
+def demo_path(progress: Any = None, cancel: Any = None) -> Path:
     """The demo study folder (generated on first use); pydicom's CT_small until the generator exists."""
     try:
         from medviewer.training.demo import ensure_demo_study
@@ -722,7 +724,7 @@ def demo_path(progress: Any = None) -> Path:
         if path is None:  # pragma: no cover - pydicom ships it
             raise FileNotFoundError("pydicom's CT_small.dcm sample is missing")
         return Path(str(path))
-    return Path(ensure_demo_study(progress=progress))
+    return Path(ensure_demo_study(progress=progress, cancel=cancel))
 
 
 __all__ = ["MainWindow", "MeasurementsWidget", "default_series", "demo_path", "APP_TITLE", "RESEARCH_NOTICE"]
