@@ -240,6 +240,7 @@ def test_results_stay_with_their_series(window, qtbot, messages, oracle):
     assert n >= 2 and record.result.denoised is None
     ctl.findings_panel.select_finding(1)
     ctl.findings_panel.set_status_selected("accepted")
+    ctl.findings_panel.set_threshold(0.2)
     b = sphere_volume(uid="1.2.826.0.1.3680043.8.498.1002", seed=3)
     window.set_volume(b)
     assert ctl.findings_panel.table.rowCount() == 0 and ctl.current is None
@@ -248,7 +249,7 @@ def test_results_stay_with_their_series(window, qtbot, messages, oracle):
     # re-opening series A (a new Volume object, same UID) shows its results and the review again
     window.set_volume(sphere_volume(uid="1.2.826.0.1.3680043.8.498.1001"))
     assert ctl.findings_panel.table.rowCount() == n
-    assert ctl.findings_panel.row_texts(0)[5] == "accepted"
+    assert ctl.findings_panel.row_texts(0)[5] == "accepted" and ctl.findings_panel.threshold == pytest.approx(0.2)
     assert window.viewer.views["axial"]._overlay is record.result.detection.confidence
     assert ctl.act_export.isEnabled() and messages == []
 
@@ -397,6 +398,7 @@ def demo_folder() -> Path:
     return Path(demo.ensure_demo_study())
 
 
+@pytest.mark.slow
 def test_analyze_on_the_demo_study(window, qtbot, messages, demo_folder, tmp_models, monkeypatch):
     """The real demo study: shipped models when present, else test weights with the bright-lesion oracle."""
     from medviewer.ai.weights import weights_path

@@ -126,3 +126,30 @@ def test_export_cancel_leaves_nothing(window, qtbot, messages, analysed, tmp_pat
         qtbot.mouseClick(dlg.cancel_button, Qt.MouseButton.LeftButton)
     assert not out.exists() and "cancelled" in dlg.status_label.text() and messages == []
     dlg.close()
+
+
+def test_closing_the_window_during_export_cancels_it(window, qtbot, messages, analysed, tmp_path, monkeypatch, capfd):
+    import time
+
+    import medviewer.report.export as ex
+    from medviewer.errors import CancelledError
+
+    def slow(*args, progress=None, cancel=None, **kwargs):
+        while not cancel():
+            progress(0.5, "slow")
+            time.sleep(0.01)
+        raise CancelledError("report export cancelled")
+
+    monkeypatch.setattr(ex, "export_report", slow)
+    ctl, _ = analysed
+    dlg = ctl.open_export_dialog()
+    dlg.folder_edit.setText(str(tmp_path / "never"))
+    dlg.set_formats(["json"])
+    assert dlg.start_export()
+    qtbot.wait(50)
+    t0 = time.perf_counter()
+    window.close()
+    assert time.perf_counter() - t0 < 2.0
+    assert not dlg.isVisible() and not window.runner.is_busy()
+    assert not (tmp_path / "never").exists() and messages == []
+    assert "QThread" not in capfd.readouterr().err

@@ -219,13 +219,19 @@ class AnalysisController(QtCore.QObject):
         # wiring
         self.overlay_controls.visibility_changed.connect(self._overlay_visibility)
         self.overlay_controls.style_changed.connect(lambda *_: self._apply_overlay_style())
-        self.findings_panel.threshold_changed.connect(lambda _t: self._update_markers())
+        self.findings_panel.threshold_changed.connect(self._threshold_changed)
         self.findings_panel.review_changed.connect(lambda _f: self._update_markers())
         self.findings_panel.finding_activated.connect(self.show_finding)
         self.denoised_review.shown_changed.connect(self._denoised_shown)
         self.viewer.volume_changed.connect(self._volume_changed)
         window.runner.task_ended.connect(self._task_ended)
+        window.installEventFilter(self)  # closing the window closes the (non-modal) export dialog
         self._sync_actions()
+
+    def eventFilter(self, obj: QtCore.QObject, ev: QtCore.QEvent) -> bool:  # noqa: N802 - Qt name
+        if obj is self.window and ev.type() == QtCore.QEvent.Type.Close and self.export_dialog is not None:
+            self.export_dialog.close()  # cancels a running export; the window's runner joins it
+        return False
 
     def _action(self, text: str, slot: Any, shortcut: str | None, tip: str, checkable: bool = False) -> QtGui.QAction:
         act = QtGui.QAction(text, self.window)
@@ -408,7 +414,8 @@ class AnalysisController(QtCore.QObject):
             f"{models}. Device: {res.device}. Abnormality score {det.abnormality_score * 100:.0f} %. "
             f"{det.model.intended_use}"
         )
-        self.findings_panel.set_findings(det.findings, threshold=det.threshold, info=info)
+        threshold = float(record.extra.get("threshold", det.threshold))
+        self.findings_panel.set_findings(det.findings, threshold=threshold, info=info)
         self.device_label.setText(self._device_text(record))
         # the original is what the viewer shows now (same pixels as the analysed source)
         if res.denoised is not None:
@@ -417,6 +424,11 @@ class AnalysisController(QtCore.QObject):
             self.denoised_review.clear()
         self._update_markers()
         self._sync_actions()
+
+    def _threshold_changed(self, value: float) -> None:
+        if self.current is not None:
+            self.current.extra["threshold"] = float(value)  # kept with the series' results
+        self._update_markers()
 
     def _apply_overlay_style(self) -> None:
         if self.current is None:
