@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from medviewer.ai.results import DetectionResult
-from medviewer.errors import CancelledError, ExportError
+from medviewer.errors import ExportError
 from medviewer.progress import CancelFn, Progress, ProgressFn, check_cancel
 from medviewer.report import atomic
 from medviewer.report.deid import Deidentifier

@@ -217,7 +217,7 @@ def render_key_image(
     _, sy, sx = volume.spacing
     win = window or choose_window(volume, finding)
     grey = window_to_uint8(volume.voxels[k], win, volume.metadata.invert_display)
-    rgb = np.repeat(grey[:, :, None], 3, axis=2).astype(np.float32)
+    rgb: NDArray[Any] = np.repeat(grey[:, :, None], 3, axis=2).astype(np.float32)
 
     if confidence is not None:
         c = np.nan_to_num(np.asarray(confidence[k], dtype=np.float32), nan=0.0).clip(0.0, 1.0)
@@ -362,7 +362,7 @@ def secondary_capture(
         sop_instance_uid=hd.UID(),
         instance_number=instance_number,
         manufacturer=result.model.manufacturer or "MedViewer",
-        pixel_spacing=key.pixel_spacing_mm,
+        pixel_spacing=key.pixel_spacing_mm,  # type: ignore[arg-type]  # highdicom's hint says int; mm are floats
         patient_orientation=("L", "P"),
         transfer_syntax_uid="1.2.840.10008.1.2.1",
         contributing_equipment=contributing_equipment,

@@ -18,7 +18,7 @@ when the headers lack the image attributes.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -51,7 +51,7 @@ def source_images(volume: Volume) -> list[Dataset]:
     if meta.source_files:
         import pydicom
 
-        read = []
+        read: list[Dataset] = []
         for path in meta.source_files:
             try:
                 read.append(pydicom.dcmread(path, stop_before_pixels=True))

@@ -37,7 +37,7 @@ person observer.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -193,7 +193,7 @@ def build_sr(
             )
         context = hd.sr.ObservationContext(observer_person_context=person, observer_device_context=device)
 
-        groups = []
+        groups: list[Any] = []
         algo = algorithm_id(result.model)
         for f in result.findings:
             uid = tracking_uids.setdefault(f.id, str(hd.UID()))
