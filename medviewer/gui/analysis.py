@@ -164,6 +164,7 @@ class AnalysisController(QtCore.QObject):
         self.current: AnalysisRecord | None = None
         self._running_key: str | None = None
         self._denoise_running = False
+        self._loaded_volume: Volume | None = None
         self._started_at = 0.0
         self.export_dialog: "ExportDialog | None" = None
 
@@ -224,6 +225,7 @@ class AnalysisController(QtCore.QObject):
         self.findings_panel.finding_activated.connect(self.show_finding)
         self.denoised_review.shown_changed.connect(self._denoised_shown)
         self.viewer.volume_changed.connect(self._volume_changed)
+        window.series_loaded.connect(self._series_loaded)
         window.runner.task_ended.connect(self._task_ended)
         window.installEventFilter(self)  # closing the window closes the (non-modal) export dialog
         self._sync_actions()
@@ -258,7 +260,7 @@ class AnalysisController(QtCore.QObject):
             return self._refuse("An analysis is already running — wait for it or cancel it.")
         if volume is None:
             return self._refuse("Open a CT series first, then Analyze.")
-        if self.window.runner.is_busy("load"):
+        if self.window.runner.is_busy("load") and volume is not self._loaded_volume:
             return self._refuse("The series is still loading — Analyze when it is complete.")
         if volume.is_rgb:
             self._fail("Cannot analyze", "The lesion detector works on grey-scale CT; this series is a colour image.")
@@ -382,6 +384,9 @@ class AnalysisController(QtCore.QObject):
                 f"No analysis for this series — Analysis ▸ Analyze (Ctrl+Shift+A). Models: {text}."
             )
         return text
+
+    def _series_loaded(self, series: Any, volume: Volume) -> None:
+        self._loaded_volume = volume  # complete (not the middle-image preview)
 
     # ------------------------------------------------------------------ showing results
     def _volume_changed(self, volume: Volume | None) -> None:
