@@ -266,8 +266,11 @@ def main(argv: list[str] | None = None) -> int:
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from medviewer.gui.app import ensure_app
+    from medviewer.gui.screenshot import _quiet_offscreen_warnings
 
     app = ensure_app()
+    quiet = _quiet_offscreen_warnings()
+    quiet.__enter__()  # for the whole run
     print(f"MedViewer render benchmark — {args.slices}x{args.size}x{args.size}, {os.cpu_count()} CPU(s), "
           f"platform {app.platformName()}")
     s = bench_scroll(app, args.slices, args.size, args.frames)

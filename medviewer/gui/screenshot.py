@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,22 @@ def _pick_series(studies: list[Any], wanted: str | int | None) -> Any:
         return all_series[n - 1]
     numbers = ", ".join(str(s.number) for s in all_series)
     raise MedViewerError(f"no series {n}; series numbers here: {numbers or 'none'}")
+
+
+@contextlib.contextmanager
+def _quiet_offscreen_warnings() -> Iterator[None]:
+    """Drop the offscreen platform's "does not support propagateSizeHints" noise; keep the rest."""
+    from PySide6 import QtCore
+
+    def handler(mode: QtCore.QtMsgType, context: QtCore.QMessageLogContext, message: str) -> None:
+        if "propagateSizeHints" not in message:
+            print(message, file=sys.stderr)
+
+    previous = QtCore.qInstallMessageHandler(handler)
+    try:
+        yield
+    finally:
+        QtCore.qInstallMessageHandler(previous)
 
 
 def render_screenshot(
@@ -89,7 +108,7 @@ def render_screenshot(
     studies = scan(path, progress=progress)
     chosen = _pick_series(studies, series)
     volume = load_series(chosen, progress=progress)
-    with tempfile.TemporaryDirectory(prefix="medviewer-shot-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="medviewer-shot-") as tmp, _quiet_offscreen_warnings():
         settings = QtCore.QSettings(os.path.join(tmp, "settings.ini"), QtCore.QSettings.Format.IniFormat)
         window = MainWindow(settings=settings, remember=False)
         try:
