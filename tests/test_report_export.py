@@ -404,3 +404,16 @@ def test_never_replaces_the_source_folder(case: Case, tmp_path: Path) -> None:
         with pytest.raises(ExportError, match="source images"):
             export_report(case.volume, case.result, target, formats=["json"], overwrite=True)
     assert sorted(p.name for p in src_dir.iterdir()) == before
+
+
+def test_unicode_reader_note_and_impression(case: Case, tmp_path: Path) -> None:
+    case.result.findings[0].note = "Läsion – größenprogredient, 結節"
+    s = export_report(case.volume, case.result, tmp_path / "r", formats=["sr", "pdf"], reader_name="Müller^Anna",
+                      signed=True, impression="Keine Änderung. 結節")
+    raw = pydicom.dcmread(s.out_dir / "sr.dcm")
+    assert raw.SpecificCharacterSet == "ISO_IR 192"
+    assert str(raw.VerifyingObserverSequence[0].VerifyingObserverName) == "Müller^Anna"
+    texts = [str(i.TextValue) for i in _walk_content(raw) if i.get("ValueType") == "TEXT"]
+    assert "Keine Änderung. 結節" in texts and "Läsion – größenprogredient, 結節" in texts
+    text = _pdf_text(s.out_dir / "report.pdf")
+    assert "Müller, Anna" in text and "größenprogredient" in text

@@ -229,6 +229,8 @@ def export_report(
     volumes = {f.id: _volume_mm3(volume, f) for f in result.findings}
 
     def dicom_out(ds: Any) -> Any:
+        # UTF-8, so any reader name, note or impression survives (sources are often Latin-1)
+        ds.SpecificCharacterSet = "ISO_IR 192"
         if deid is None:
             return ds
         # Descriptions MedViewer wrote itself are put back after the profile removed them
