@@ -322,6 +322,14 @@ def _metadata(series: Series, block: Series, frames: list[Frame], notes: list[st
         units = "HU"
     else:
         units = _text(hdr, "RescaleType") or _text(hdr, "Units") or ""
+    extra_dose: dict[str, Any] = {}
+    if modality == "RTDOSE" and _text(hdr, "DoseGridScaling"):
+        # stored dose values; Gy (or the DoseUnits) = value x DoseGridScaling
+        try:
+            extra_dose["dose_grid_scaling"] = float(_text(hdr, "DoseGridScaling"))
+            units = f"{_text(hdr, 'DoseUnits') or 'GY'} = value x {extra_dose['dose_grid_scaling']:g}"
+        except ValueError:
+            pass
     headers = []
     for e in entries:
         h = e.header
@@ -365,6 +373,7 @@ def _metadata(series: Series, block: Series, frames: list[Frame], notes: list[st
             "transfer_syntaxes": sorted({e.transfer_syntax for e in entries}),
             "block": block.label,
             "n_sub_series": len(series.sub_series),
+            **extra_dose,
         },
     )
 
