@@ -358,9 +358,14 @@ def build_anatomy(
     domes = [(-0.42 * Ai, yci - 0.05 * Bi, _u(rng, -4, 4) * s), (0.45 * Ai, yci - 0.0 * Bi, _u(rng, -22, -10) * s)]
     dax, day, depth = 0.55 * Ai, 0.75 * Bi, 75.0 * s
 
+    # two paraboloid domes; the costophrenic recesses reach lowest posteriorly (floor)
+    def _floor(x: Arr, y: Arr) -> Arr:
+        post = np.clip((y - yci + Bi) / (2.0 * Bi), 0.0, 1.0)  # 0 anterior .. 1 posterior
+        return (-18.0 - 55.0 * post - 30.0 * (x / Ai) ** 2) * s
+
     def dia_h(x: Arr, y: Arr) -> Arr:
         hs = [h - depth * (((x - cx) / dax) ** 2 + ((y - cy) / day) ** 2) for cx, cy, h in domes]
-        return np.maximum(hs[0], hs[1])
+        return np.maximum(np.maximum(hs[0], hs[1]), _floor(x, y))
 
     def dia_g(x: Arr, y: Arr) -> tuple[Arr, Arr]:
         h0 = domes[0][2] - depth * (((x - domes[0][0]) / dax) ** 2 + ((y - domes[0][1]) / day) ** 2)
@@ -368,7 +373,13 @@ def build_anatomy(
         use0 = h0 >= h1
         cx = np.where(use0, domes[0][0], domes[1][0])
         cy = np.where(use0, domes[0][1], domes[1][1])
-        return -2 * depth * (x - cx) / dax**2, -2 * depth * (y - cy) / day**2
+        gx = -2 * depth * (x - cx) / dax**2
+        gy = -2 * depth * (y - cy) / day**2
+        on_floor = _floor(x, y) > np.maximum(h0, h1)
+        inside = np.abs((y - yci) / Bi) < 1.0
+        fgx = -60.0 * s * x / Ai**2
+        fgy = np.where(inside, -27.5 * s / Bi, 0.0)
+        return np.where(on_floor, fgx, gx), np.where(on_floor, fgy, gy)
 
     below_dia = height_field_below(dia_h, dia_g, sp)
     above_dia = _negate(below_dia)
