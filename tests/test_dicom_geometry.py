@@ -291,3 +291,19 @@ def test_memory_budget_is_checked_before_decoding(tmp_path: Path) -> None:
     with pytest.raises(TooLargeError, match="memory budget"):
         load_series(series, memory_budget_bytes=4 * 32 * 32 * 4 - 1)
     assert load_series(series, memory_budget_bytes=4 * 32 * 32 * 4).shape == (4, 32, 32)
+
+
+def test_two_reconstructions_in_one_series_split_by_kernel(tmp_path: Path) -> None:
+    uid, study = pydicom.uid.generate_uid(), pydicom.uid.generate_uid()
+    soft = write_series(tmp_path, n_slices=4, series_uid=uid, study_uid=study, seed=1, name_prefix="s",
+                        instance_numbers=[1, 3, 5, 7])
+    bone = write_series(tmp_path, n_slices=4, series_uid=uid, study_uid=study, seed=2, name_prefix="b",
+                        instance_numbers=[2, 4, 6, 8])
+    for files, kernel in ((soft, "B30f"), (bone, "B70f")):
+        for f in files:
+            ds = pydicom.dcmread(f)
+            ds.ConvolutionKernel = kernel
+            ds.save_as(f)
+    series = _only_series(tmp_path)
+    assert [s.label.split(", ")[-1] for s in series.sub_series] == ["ConvolutionKernel=B30f", "ConvolutionKernel=B70f"]
+    _assert_positions_match(load_series(series.sub_series[1]), bone)

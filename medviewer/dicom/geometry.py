@@ -333,7 +333,15 @@ def _block_geometry(frames: list[Frame], with_positions: bool) -> Block:
     return Block(frames, spacing, (float(origin[0]), float(origin[1]), float(origin[2])), direction, warnings)
 
 
-_SINGLE_KEYS = ("EchoNumbers", "TemporalPositionIdentifier", "TriggerTime", "DiffusionBValue", "AcquisitionNumber")
+_SINGLE_KEYS = (
+    "EchoNumbers",
+    "TemporalPositionIdentifier",
+    "TriggerTime",
+    "DiffusionBValue",
+    "ConvolutionKernel",
+    "ImageType",
+    "AcquisitionNumber",
+)
 
 
 def _frame_key(frame: Frame) -> tuple[Any, ...]:
