@@ -209,14 +209,20 @@ class SliceView(pg.GraphicsView):
         A = QtCore.Qt.AlignmentFlag
         painter.setFont(self._text_font)
         fm = painter.fontMetrics()
-        sizes = {k: fm.boundingRect(QtCore.QRect(0, 0, 10_000, 10_000), 0, t).size() for k, t in self._corners.items()}
-        shown = {k: bool(t) and w >= 240 for k, t in self._corners.items()}
-        # narrow viewports drop the right-hand texts rather than overlap them
-        shown["tr"] = shown["tr"] and sizes["tl"].width() + sizes["tr"].width() + 3 * m <= w
-        shown["br"] = shown["br"] and sizes["bl"].width() + sizes["br"].width() + 3 * m <= w
+        # each corner gets half the width minus room for the centred orientation letter;
+        # longer lines are elided ("…") instead of running into the letters or each other
+        letter_room = QtGui.QFontMetrics(self._letter_font).horizontalAdvance("MM")
+        max_w = max(0, w // 2 - letter_room // 2 - 2 * m)
         flags = {"tl": A.AlignLeft | A.AlignTop, "tr": A.AlignRight | A.AlignTop,
                  "bl": A.AlignLeft | A.AlignBottom, "br": A.AlignRight | A.AlignBottom}
-        self._draw_texts(painter, area, [(self._corners[k], flags[k]) for k in flags if shown[k]], self._text_colour)
+        items = []
+        if w >= 200:
+            for k, f in flags.items():
+                text = "\n".join(
+                    fm.elidedText(line, QtCore.Qt.TextElideMode.ElideRight, max_w) for line in self._corners[k].split("\n")
+                )
+                items.append((text, f))
+        self._draw_texts(painter, area, items, self._text_colour)
         painter.setFont(self._letter_font)
         lflags = {"left": A.AlignLeft | A.AlignVCenter, "right": A.AlignRight | A.AlignVCenter,
                   "top": A.AlignHCenter | A.AlignTop, "bottom": A.AlignHCenter | A.AlignBottom}
