@@ -144,7 +144,7 @@ def _gaps(ticks: list[float]) -> tuple[float, float, int]:
     return (float(g.max()), float(np.percentile(g, 99)), int(g.size)) if g.size else (float("nan"), float("nan"), 0)
 
 
-def bench(n: int, size: int, frames: int, denoise: bool) -> dict[str, object]:
+def bench(n: int, size: int, frames: int, denoise: bool, rounds: int = 3) -> dict[str, object]:
     from PySide6 import QtCore
 
     from medviewer.gui.analysis import install
@@ -190,7 +190,7 @@ def bench(n: int, size: int, frames: int, denoise: bool) -> dict[str, object]:
         from medviewer.viewing import Marker
 
         out["markers_note"] = "no finding (untrained weights): outlines drawn at the phantom's 3 spheres"
-        win.viewer.set_markers([Marker(m + 1, (fk * n, fy * size, fx * size), 2 * rad / 0.7 * 0.7, f"#{m + 1} 50%", "#ffd200")
+        win.viewer.set_markers([Marker(m + 1, (fk * n, fy * size, fx * size), 2 * rad, f"#{m + 1} 50%", "#ffd200")
                                 for m, (fk, fy, fx, rad) in enumerate(((0.3, 0.4, 0.4, 6.0), (0.6, 0.55, 0.6, 9.0),
                                                                        (0.5, 0.45, 0.35, 5.0)))])
 
@@ -208,23 +208,43 @@ def bench(n: int, size: int, frames: int, denoise: bool) -> dict[str, object]:
             _frame(app, counter, len(views))
         return frames / (time.perf_counter() - t)
 
-    def both_layouts(tag: str) -> None:
-        viewer.set_layout("1x1")
+    def layout(name: str) -> list:
+        viewer.set_layout(name)
         for _ in range(5):
             app.processEvents()
         viewer._refit_views()
-        out[f"{tag}_1x1_fps"] = scroll([axial])
-        viewer.set_layout("1x3")
-        for _ in range(5):
-            app.processEvents()
-        viewer._refit_views()
-        out[f"{tag}_1x3_fps"] = scroll([axial, viewer.views["coronal"], viewer.views["sagittal"]])
+        return [axial] if name == "1x1" else [axial, viewer.views["coronal"], viewer.views["sagittal"]]
 
-    out["overlay_markers"] = len(axial.markers)
-    both_layouts("overlay")
-    viewer.set_overlay(None)
-    viewer.set_markers([])
-    both_layouts("peer_no_overlay")
+    # conditions: (tag, heat map or None, outlines shown); rounds are interleaved and the best
+    # round of each is kept, so other processes on a shared machine disturb every condition alike
+    conf = rec.result.detection.confidence if rec is not None else None
+    markers = list(axial.markers)
+    conditions: list[tuple[str, object, bool]] = [("overlay", conf, True)]
+    if conf is not None:
+        out["overlay_coverage"] = float((conf >= ctl.overlay_controls.floor).mean())
+    if out["findings"] == 0:
+        # an untrained network's map is not lesion-like: also scroll with blobs at the spheres
+        zz = np.arange(n, dtype=np.float32)[:, None, None] * 2.5
+        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) * 0.7
+        blobs = np.zeros((n, size, size), np.float32)
+        for fk, fy, fx, rad in ((0.3, 0.4, 0.4, 6.0), (0.6, 0.55, 0.6, 9.0), (0.5, 0.45, 0.35, 5.0)):
+            d2 = (zz - fk * n * 2.5) ** 2 + (yy - fy * size * 0.7) ** 2 + (xx - fx * size * 0.7) ** 2
+            np.maximum(blobs, np.exp(-d2 / (2 * rad**2)).astype(np.float32), out=blobs)
+        out["sparse_coverage"] = float((blobs >= ctl.overlay_controls.floor).mean())
+        conditions.append(("overlay_sparse", blobs, True))
+    conditions.append(("peer_no_overlay", None, False))
+    out["overlay_markers"] = len(markers)
+    for name in ("1x1", "1x3"):
+        views = layout(name)
+        best: dict[str, list[float]] = {tag: [] for tag, _, _ in conditions}
+        for _round in range(rounds):
+            for tag, heat, outlines in conditions:
+                viewer.set_overlay(heat, *ctl.overlay_controls.style())
+                viewer.set_markers(markers if outlines else [])
+                best[tag].append(scroll(views))
+        for tag, fps in best.items():
+            out[f"{tag}_{name}_fps"] = max(fps)
+            out[f"{tag}_{name}_fps_median"] = float(np.median(fps))
     win.close()
     win.deleteLater()
     app.processEvents()
@@ -235,13 +255,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slices", type=int, default=64)
     parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--frames", type=int, default=300)
+    parser.add_argument("--frames", type=int, default=150, help="frames per scrolling round")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per condition (best kept)")
     parser.add_argument("--no-denoise", action="store_true", help="detector only")
     parser.add_argument("--quick", action="store_true", help="24 x 256 x 256, 120 frames")
     args = parser.parse_args(argv)
     if args.quick:
-        args.slices, args.size, args.frames = 24, 256, 120
-    r = bench(args.slices, args.size, args.frames, not args.no_denoise)
+        args.slices, args.size, args.frames, args.rounds = 24, 256, 60, 2
+    r = bench(args.slices, args.size, args.frames, not args.no_denoise, args.rounds)
     print(f"models: {r['models']}")
     print(f"volume {r['volume']}, denoise={r['denoise']}, {r['cpu_cores']} cores, torch threads in the worker {r['torch_threads']}")
     print(f"first Analyze (imports + weights): {r['first_analysis_s']:.1f} s, worst stall {r['first_worst_stall_ms']:.1f} ms")
@@ -252,11 +273,16 @@ def main(argv: list[str] | None = None) -> int:
           f"{'PASS' if r['worst_stall_ms'] <= 50 else 'FAIL'}")
     if r.get("markers_note"):
         print(f"note: {r['markers_note']}")
-    for layout in ("1x1", "1x3"):
-        ov, peer = r[f"overlay_{layout}_fps"], r[f"peer_no_overlay_{layout}_fps"]
-        print(f"scrolling {layout} with heat map + {r['overlay_markers']} outline(s): {ov:.0f} fps   "
-              f"peer without overlays: {peer:.0f} fps   ratio {ov / peer:.2f}   target >= 60 fps: "
-              f"{'PASS' if ov >= 60 else 'FAIL'}")
+    kinds = [("overlay", f"the analysis' heat map ({100 * float(r.get('overlay_coverage', 0)):.0f} % of voxels coloured)")]
+    if "overlay_sparse_1x1_fps" in r:
+        kinds.append(("overlay_sparse", f"a lesion-like heat map ({100 * float(r['sparse_coverage']):.1f} % coloured)"))
+    for key, what in kinds:
+        for layout in ("1x1", "1x3"):
+            ov, peer = r[f"{key}_{layout}_fps"], r[f"peer_no_overlay_{layout}_fps"]
+            print(f"scrolling {layout} with {what} + {r['overlay_markers']} outline(s): {ov:.0f} fps "
+                  f"(median {r[f'{key}_{layout}_fps_median']:.0f})   "
+                  f"peer without overlays: {peer:.0f} fps   ratio {ov / peer:.2f}   target >= 60 fps: "
+                  f"{'PASS' if ov >= 60 else 'FAIL'}")
     return 0
 
 
