@@ -236,3 +236,19 @@ def test_deidentified_uids_are_consistent(deid_export) -> None:  # type: ignore[
         px = seg_hd.get_pixels_by_source_instance([uid_of_slice[k] for k in ks], segment_numbers=[n])[..., 0]
         np.testing.assert_array_equal(px.astype(bool), f.mask[ks])
         assert f.mask.sum() == f.mask[ks].sum()
+
+
+def test_burned_in_annotation_keeps_pixels_out(tmp_path: Path) -> None:
+    case = make_case(tmp_path)
+    headers = [copy.deepcopy(h) for h in case.volume.metadata.headers]
+    for h in headers:
+        h.BurnedInAnnotation = "YES"
+    vol = case.volume.with_voxels(case.volume.voxels, headers=headers)
+    s = export_report(vol, case.result, tmp_path / "r", deidentify=True, denoised=vol)
+    names = sorted(str(p.relative_to(s.out_dir)) for p in s.files)
+    assert names == ["findings.csv", "findings.json", "report.pdf", "seg.dcm", "sr.dcm"]
+    assert any("burned-in" in w for w in s.warnings)
+    assert [img for page in PdfReader(s.out_dir / "report.pdf").pages for img in page.images] == []
+    # without de-identification nothing is withheld
+    s2 = export_report(vol, case.result, tmp_path / "r2", formats=["keyimages"])
+    assert len(s2.files) == 2 * len(case.result.findings)

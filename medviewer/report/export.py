@@ -213,7 +213,6 @@ def export_report(
         if dest == Path(src).absolute() or dest in Path(src).absolute().parents:
             raise ExportError(f"{out_dir}: holds the source images ({src}); choose another folder for the report")
     export_dir = atomic.AtomicExportDir(out_dir, overwrite=overwrite)  # refuses a non-empty folder up front
-    warnings: list[str] = []
     deid: Deidentifier | None = None
     if deidentify:
         deid = Deidentifier()
@@ -225,6 +224,19 @@ def export_report(
         for part in str(m.patient_name).replace("=", "^").split("^"):
             deid.add_phi(part)
     text: Callable[[str], str] = deid.clean_text if deid is not None else (lambda s: s)
+    # The Basic Profile does not clean pixels: images that declare burned-in text may show PHI.
+    warnings: list[str] = []
+    burned_in = deid is not None and any(
+        str(h.get("BurnedInAnnotation", "")).upper() == "YES" for h in volume.metadata.headers
+    )
+    if burned_in:
+        dropped = sorted(chosen & {"keyimages", "denoised"}) + (["PDF key images"] if "pdf" in chosen else [])
+        chosen -= {"keyimages", "denoised"}
+        if dropped:
+            warnings.append(
+                "the source images declare burned-in annotation (identifying text may be in the pixels): "
+                f"{', '.join(dropped)} not written in the de-identified export"
+            )
     header = _header(volume, reader_name, signed, deid)
     volumes = {f.id: _volume_mm3(volume, f) for f in result.findings}
 
@@ -275,7 +287,7 @@ def export_report(
 
         # 2. Key images (rendered once, used by the PDF and the SC objects).
         images = []
-        if chosen & {"pdf", "keyimages"} and result.findings:
+        if chosen & {"pdf", "keyimages"} and result.findings and not burned_in:
             from medviewer.report.keyimages import render_key_image
             from medviewer.report.pdf import FindingImages
 
