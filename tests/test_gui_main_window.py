@@ -291,3 +291,20 @@ def test_run_app_entry_point_opens_path(qapp, qtbot, no_leaks, gui_settings, mes
     monkeypatch.setattr(QtWidgets.QApplication, "exec", staticmethod(fake_exec))
     assert main([str(CT_SMALL)]) == 0
     assert seen["shape"] == (1, 128, 128)
+
+
+def test_screenshot_series_choice(ct_folder):
+    from medviewer.dicom import scan
+    from medviewer.errors import DicomError, MedViewerError
+    from medviewer.gui.screenshot import _pick_series
+
+    studies = scan(ct_folder)
+    assert _pick_series(studies, None).description == "syn CT"  # default: the largest viewable
+    assert _pick_series(studies, "1").description == "syn CT"  # by SeriesNumber
+    with pytest.raises(MedViewerError, match="no series 77"):
+        _pick_series(studies, "77")
+    with pytest.raises(MedViewerError, match="must be a number"):
+        _pick_series(studies, "abc")
+    plan_only = scan(RTPLAN)
+    with pytest.raises(DicomError, match="no viewable series"):
+        _pick_series(plan_only, None)

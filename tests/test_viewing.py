@@ -216,3 +216,15 @@ def test_middle_frame_series_reads_one_file(tmp_path):
     full = load_series(series)
     mid = load_series(one)
     np.testing.assert_array_equal(mid.voxels[0], full.voxels[3])
+
+
+def test_viewing_imports_without_qt():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, medviewer.viewing;"
+        "bad=[m for m in sys.modules if m.startswith(('PySide6','pyqtgraph','medviewer.gui'))];"
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
