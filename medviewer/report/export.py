@@ -21,7 +21,15 @@ With ``deidentify=True`` one :class:`~medviewer.report.deid.Deidentifier`
 processes every DICOM object (PS3.15 Basic Profile, the same UID mapping
 everywhere), and the PDF, JSON and CSV show the pseudonym instead of the
 patient, no birth date, sex, accession, descriptions or institution, and free
-text cleaned of every identifying value of the source.
+text cleaned of every identifying value of the source.  The profile does not
+clean pixels: when the source declares BurnedInAnnotation YES, the key
+images, the PDF's images and the denoised series are withheld (with a
+warning) from a de-identified export.
+
+The CLI (``medviewer analyze IN --output OUT --report``) writes the report to
+``OUT/report`` with the analysis' detection result and denoised volume; the
+GUI's export dialog calls the same function from a worker thread, passing its
+progress and cancel callbacks.
 """
 
 from __future__ import annotations
