@@ -28,6 +28,12 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where the models run")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     p.add_argument("--force", action="store_true", help="overwrite existing outputs in OUT")
+    rep = p.add_argument_group("report (issue 8): PDF, DICOM SR / SEG, key images, JSON/CSV, denoised series")
+    rep.add_argument("--report", action="store_true", help="also write the annotated report into OUT/report/")
+    rep.add_argument("--deidentify", action="store_true", help="de-identify the report (PS3.15 Basic Profile)")
+    rep.add_argument("--paper", default="A4", choices=("A4", "Letter"), help="PDF paper size")
+    rep.add_argument("--impression", default="", help="the reader's free-text impression for the PDF and SR")
+    rep.add_argument("--fractional-seg", action="store_true", help="also write the confidence map as a FRACTIONAL SEG")
     p.set_defaults(func=_run)
 
 
@@ -60,6 +66,24 @@ def analyze_series(volume: Any, out_dir: Path, args: argparse.Namespace, prefix:
         threads=args.threads,
     )
     paths = write_analysis(result, out_dir, overwrite=bool(args.force))
+    if getattr(args, "report", False):
+        from medviewer.report.export import export_report
+
+        summary = export_report(
+            volume,
+            result.detection,
+            out_dir / "report",
+            denoised=result.denoised,
+            impression=args.impression,
+            deidentify=bool(args.deidentify),
+            include_fractional=bool(args.fractional_seg),
+            paper=args.paper,
+            overwrite=bool(args.force),
+            progress=console_progress(prefix + "report "),
+        )
+        paths = paths + list(summary.files)
+        for w in summary.warnings:
+            print(f"{prefix}warning: {w}", file=sys.stderr)
     det = result.detection
     above = [f for f in det.findings if f.confidence >= det.threshold]
     print(
