@@ -253,15 +253,12 @@ class Canvas:
         return np.asarray(a, np.float32)
 
 
-def _interp_matrix(n_out: int, n_in: int) -> NDArray[np.float32]:
-    """(n_out, n_in) linear interpolation matrix (periodic), grid-centred."""
+def _interp_index(n_out: int, n_in: int) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float32]]:
+    """Periodic, grid-centred linear interpolation from n_in to n_out samples: (i0, i1, w1)."""
     pos = (np.arange(n_out) + 0.5) * n_in / n_out - 0.5
-    i0 = np.floor(pos).astype(np.int64)
-    w = pos - i0
-    m = np.zeros((n_out, n_in), np.float32)
-    m[np.arange(n_out), np.mod(i0, n_in)] += (1 - w).astype(np.float32)
-    m[np.arange(n_out), np.mod(i0 + 1, n_in)] += w.astype(np.float32)
-    return m
+    i0 = np.floor(pos).astype(np.intp)
+    w = (pos - i0).astype(np.float32)
+    return np.mod(i0, n_in), np.mod(i0 + 1, n_in), w
 
 
 def smooth_noise(rng: np.random.Generator, shape: tuple[int, int, int], sigma_vox: tuple[float, float, float], downsample: int = 1) -> F32:
@@ -269,7 +266,7 @@ def smooth_noise(rng: np.random.Generator, shape: tuple[int, int, int], sigma_vo
 
     ``downsample`` > 1 draws the noise on an in-plane grid that much coarser
     (faster for long correlation lengths) and interpolates linearly back
-    with two small matrix products per slice.
+    (separable gathers; no BLAS threads, which stall badly on a busy machine).
     """
     from scipy import ndimage
 
@@ -279,10 +276,11 @@ def smooth_noise(rng: np.random.Generator, shape: tuple[int, int, int], sigma_vo
         sig = (sigma_vox[0], sigma_vox[1] * my / ny, sigma_vox[2] * mx / nx)
         small = rng.standard_normal((nz, my, mx), dtype=np.float32)
         small = ndimage.gaussian_filter(small, sig, mode="wrap")
-        uy, ux = _interp_matrix(ny, my), _interp_matrix(nx, mx)
-        field = np.empty(shape, np.float32)
-        for k in range(nz):
-            np.matmul(uy @ small[k], ux.T, out=field[k])
+        y0, y1, wy = _interp_index(ny, my)
+        x0, x1, wx = _interp_index(nx, mx)
+        rows = small[:, y0, :] * (1 - wy)[None, :, None] + small[:, y1, :] * wy[None, :, None]
+        field = rows[:, :, x0] * (1 - wx)[None, None, :]
+        field += rows[:, :, x1] * wx[None, None, :]
     else:
         field = rng.standard_normal(shape, dtype=np.float32)
         ndimage.gaussian_filter(field, sigma_vox, mode="wrap", output=field)
