@@ -239,7 +239,7 @@ def bench(n: int, size: int, frames: int, denoise: bool, rounds: int = 3) -> dic
         best: dict[str, list[float]] = {tag: [] for tag, _, _ in conditions}
         for _round in range(rounds):
             for tag, heat, outlines in conditions:
-                viewer.set_overlay(heat, *ctl.overlay_controls.style())
+                viewer.set_overlay(heat, *ctl.overlay_controls.overlay_style())
                 viewer.set_markers(markers if outlines else [])
                 best[tag].append(scroll(views))
         for tag, fps in best.items():

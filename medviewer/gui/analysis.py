@@ -409,7 +409,7 @@ class AnalysisController(QtCore.QObject):
         det = res.detection
         shown = self.viewer.volume
         assert shown is not None
-        cmap, opacity, floor = self.overlay_controls.style()
+        cmap, opacity, floor = self.overlay_controls.overlay_style()
         self.viewer.set_overlay(det.confidence, cmap, opacity, floor)
         self.viewer.set_overlay_visible(self.overlay_controls.visible)
         models = f"Detector {det.model.name} v{det.model.version}"
@@ -438,7 +438,7 @@ class AnalysisController(QtCore.QObject):
     def _apply_overlay_style(self) -> None:
         if self.current is None:
             return
-        self.viewer.set_overlay_style(*self.overlay_controls.style())
+        self.viewer.set_overlay_style(*self.overlay_controls.overlay_style())
 
     def _overlay_visibility(self, on: bool) -> None:
         self.act_heatmap.setChecked(on)

@@ -201,7 +201,8 @@ class FindingsPanelWidget(QtWidgets.QWidget):
 
     def row_texts(self, row: int) -> list[str]:
         """The texts of one table row (tests, screenshots)."""
-        return [self.table.item(row, c).text() for c in range(self.table.columnCount())]
+        items = (self.table.item(row, c) for c in range(self.table.columnCount()))
+        return [item.text() if item is not None else "" for item in items]
 
     # ------------------------------------------------------------------ threshold
     def set_threshold(self, value: float) -> None:

@@ -174,17 +174,17 @@ class OverlayControlsWidget(QtWidgets.QWidget):
     def floor(self) -> float:
         return float(self.floor_spin.value())
 
-    def style(self) -> tuple[str, float, float]:
+    def overlay_style(self) -> tuple[str, float, float]:
         """``(colormap, opacity, floor)`` for ``ViewerWidget.set_overlay_style``."""
         return self.colormap, self.opacity, self.floor
 
     def _sync_labels(self) -> None:
         self.opacity_label.setText(f"{self.opacity_slider.value()} %")
-        self.colour_bar.set_style(*self.style())
+        self.colour_bar.set_style(*self.overlay_style())
 
     def _emit_style(self) -> None:
         self._sync_labels()
-        self.style_changed.emit(*self.style())
+        self.style_changed.emit(*self.overlay_style())
 
 
 __all__ = ["OverlayControlsWidget", "ColourBarWidget", "COLORMAPS", "DEFAULT_COLORMAP", "DEFAULT_OPACITY", "DEFAULT_FLOOR"]
