@@ -308,3 +308,25 @@ def test_screenshot_series_choice(ct_folder):
     plan_only = scan(RTPLAN)
     with pytest.raises(DicomError, match="no viewable series"):
         _pick_series(plan_only, None)
+
+
+def test_cancel_at_random_moments_never_breaks_the_window(window, qtbot, ct_folder, messages, rng):
+    """Real loader, cancel after a random delay: either cancelled or loaded, never broken."""
+    from medviewer.dicom import scan
+
+    series = [s for st in scan(ct_folder) for s in st.series if s.viewable][0]
+    outcomes = []
+    for delay in rng.integers(0, 40, size=6):
+        window.load_series(series)
+        qtbot.wait(int(delay))
+        if window.cancel_button.isVisible():
+            qtbot.mouseClick(window.cancel_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: not window.runner.is_busy("load") and not window.runner.is_busy("preview"), timeout=5000)
+        qtbot.waitUntil(lambda: not window.progress_bar.isVisible(), timeout=2000)
+        shown = window.viewer.volume
+        assert shown is None or shown.shape == (30, 48, 40)  # never a left-over one-image preview
+        outcomes.append(None if shown is None else shown.n_slices)
+    with qtbot.waitSignal(window.series_loaded, timeout=10000):
+        window.load_series(series)
+    assert window.viewer.volume.shape == (30, 48, 40)
+    assert messages == []

@@ -152,3 +152,18 @@ def test_ten_thousand_cross_thread_signals(qapp, qtbot):
     thread.start()
     qtbot.waitUntil(lambda: count["n"] == n_emits, timeout=20000)
     assert thread.wait(5000)
+
+
+def test_shutdown_timeout_keeps_a_stubborn_thread_alive(qapp, qtbot):
+    from medviewer.gui import workers
+
+    release = threading.Event()
+    runner = TaskRunner()
+    h = runner.start("stubborn", lambda p, c: release.wait(10))  # ignores cancel
+    qtbot.wait(20)
+    assert not runner.shutdown(100)
+    assert h in workers._ORPHANS and h.running
+    release.set()
+    assert h.wait(5000)
+    workers._ORPHANS.remove(h)
+    runner.deleteLater()

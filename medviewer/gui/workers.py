@@ -37,6 +37,9 @@ from PySide6 import QtCore
 from medviewer.errors import CancelledError
 from medviewer.progress import CancelFn, Progress, ProgressFn
 
+_ORPHANS: list["TaskHandle"] = []
+"""Handles of tasks still running after a shutdown timed out (kept referenced on purpose)."""
+
 TaskFn = Callable[[ProgressFn, CancelFn], Any]
 """A task: called as ``fn(progress, cancel)`` on the worker thread."""
 
@@ -201,8 +204,13 @@ class TaskHandle(QtCore.QObject):
 
     @QtCore.Slot(object)
     def _on_finished(self, result: Any) -> None:
-        if self.token() or self.superseded:
-            return  # a cancelled or superseded request is dropped, not shown
+        if self.superseded:
+            return  # a superseded request is dropped, not shown
+        if self.token():
+            # cancelled after the work was done but before its result arrived: the user
+            # asked to stop, so it ends as cancelled (and the caller gets to clean up)
+            self._deliver(3)
+            return
         self._deliver(0, result)
 
     @QtCore.Slot(object)
@@ -313,7 +321,12 @@ class TaskRunner(QtCore.QObject):
         ok = True
         for h in handles:
             left = max(1, int((deadline - time.perf_counter()) * 1000))
-            ok = h.wait(left) and ok
+            if not h.wait(left):
+                ok = False
+                # a task that ignores cancel: keep its QThread alive (destroying a running
+                # QThread aborts the process); it ends with the task, the process may exit first
+                h.setParent(None)
+                _ORPHANS.append(h)
         return ok
 
 
