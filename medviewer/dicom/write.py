@@ -175,6 +175,7 @@ def write_series(
     """
     from pydicom import dcmwrite
     from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import UID
 
     if volume.is_rgb:
         raise ExportError("cannot write a colour volume as a CT series")
@@ -216,10 +217,10 @@ def write_series(
             check_cancel(cancel, "DICOM export")
             sop_uid = _uid(uid_seed, "instance", series_uid, str(k)) if uid_seed is not None else _uid(None)
             fm = FileMetaDataset()
-            fm.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
-            fm.MediaStorageSOPInstanceUID = sop_uid
-            fm.TransferSyntaxUID = EXPLICIT_VR_LITTLE_ENDIAN
-            fm.ImplementationClassUID = "1.2.826.0.1.3680043.8.498.1"
+            fm.MediaStorageSOPClassUID = UID(CT_IMAGE_STORAGE)
+            fm.MediaStorageSOPInstanceUID = UID(sop_uid)
+            fm.TransferSyntaxUID = UID(EXPLICIT_VR_LITTLE_ENDIAN)
+            fm.ImplementationClassUID = UID("1.2.826.0.1.3680043.8.498.1")
             fm.ImplementationVersionName = IMPLEMENTATION_VERSION
             ds = Dataset()
             ds.file_meta = fm

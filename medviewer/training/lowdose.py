@@ -298,7 +298,7 @@ class _Scan:
         return (noise_px * np.float32(1000.0 / (MU_WATER_PER_MM * self.pixel_mm))).astype(np.float32)
 
 
-def _log_noise(counts: NDArray[np.float64], lam: NDArray[np.float64], electronic_noise: float, rng: np.random.Generator) -> NDArray[np.float64]:
+def _log_noise(counts: NDArray[Any], lam: NDArray[np.float64], electronic_noise: float, rng: np.random.Generator) -> NDArray[np.float64]:
     """``-log(N / I0) - (-log(lambda / I0))`` after adding electronic noise and clipping."""
     c = counts.astype(np.float64)
     if electronic_noise > 0:
@@ -473,9 +473,9 @@ def simulate_dose_pair(
     counts_full = rng.poisson(lam_full)
     counts_low = rng.binomial(counts_full, float(dose_fraction) / float(full_dose))
     lam_low = lam_full * (float(dose_fraction) / float(full_dose))
-    full = img + scan.noise_image(_log_noise(counts_full, lam_full, electronic_noise, rng))[ya:yb, xa:xb]
-    low = img + scan.noise_image(_log_noise(counts_low, lam_low, electronic_noise, rng))[ya:yb, xa:xb]
-    return full.astype(np.float32), low.astype(np.float32)
+    full_noise = scan.noise_image(_log_noise(counts_full, lam_full, electronic_noise, rng))[ya:yb, xa:xb]
+    low_noise = scan.noise_image(_log_noise(counts_low, lam_low, electronic_noise, rng))[ya:yb, xa:xb]
+    return np.add(img, full_noise, dtype=np.float32), np.add(img, low_noise, dtype=np.float32)
 
 
 def simulate_low_dose_volume(

@@ -489,7 +489,7 @@ def build_anatomy(
         ((heart_c[0] - 18 * s, heart_c[1] - 14 * s, heart_c[2] - 8 * s), (30.0, 16.0, 30.0), -35.0),  # RV
         ((heart_c[0] - 10 * s, heart_c[1] + 22 * s, heart_c[2] + 22 * s), (40.0, 18.0, 22.0), 0.0),  # atria
     ):
-        cv.paint(intersect(ellipsoid(c, tuple(v * hsz for v in semi), sp, angle_deg=ang), heart), hbox[0], hbox[1], tex(blood + 10.0 if contrast else 38.0, 3.0), TISSUE_BLOOD)
+        cv.paint(intersect(ellipsoid(c, (semi[0] * hsz, semi[1] * hsz, semi[2] * hsz), sp, angle_deg=ang), heart), hbox[0], hbox[1], tex(blood + 10.0 if contrast else 38.0, 3.0), TISSUE_BLOOD)
     vessels = [
         ((18.0 * s, y_vb - 20.0 * s), 12.5 * s, (-BIG, 75.0 * s)),  # descending aorta
         ((-22.0 * s, y_vb - 24.0 * s), 11.0 * s, (-BIG, -5.0 * s)),  # IVC
@@ -498,8 +498,10 @@ def build_anatomy(
         ((-26.0 * s, yci - 0.38 * Bi), 10.0 * s, (45.0 * s, BIG)),  # SVC
     ]
     for (vx, vy), r, (za, zb) in vessels:
-        col = intersect(ellipsoid((vx, vy, 0.0), (r, r, math.inf), sp),
-                        lambda x, y, z, za=za, zb=zb: (np.maximum(za - z, z - zb), np.full(np.broadcast(x, y, z).shape, thick, np.float32)))
+        def zrange(x: Arr, y: Arr, z: Arr, za: float = za, zb: float = zb) -> tuple[Arr, Arr]:
+            return np.maximum(za - z, z - zb), np.full(np.broadcast(x, y, z).shape, thick, np.float32)
+
+        col = intersect(ellipsoid((vx, vy, 0.0), (r, r, math.inf), sp), zrange)
         cv.paint(col, (vx - r - 5, vy - r - 5, max(zlo, za - 5)), (vx + r + 5, vy + r + 5, min(zhi, zb + 5)), tex(blood + 20.0 if contrast else 42.0, 3.0), TISSUE_BLOOD)
 
     # pulmonary vessel trees from both hila
@@ -586,10 +588,10 @@ def build_anatomy(
 
     a_sc = cv.paint(offset(stomach, -4.0 * s), stb[0], stb[1], stomach_content, TISSUE_STOMACH)
     if a_sc is not None:
-        sl = cv.box(*stb)
-        if sl is not None:
-            sub_t = tissue[sl]
-            sub_t[(a_sc >= 0.5) & (hu[sl] < -500)] = TISSUE_GAS
+        st_sl = cv.box(*stb)
+        if st_sl is not None:
+            sub_t = tissue[st_sl]
+            sub_t[(a_sc >= 0.5) & (hu[st_sl] < -500)] = TISSUE_GAS
     # spleen
     sp_c = (0.66 * Ai, yci + 0.42 * Bi, -58.0 * s)
     spleen = intersect(ellipsoid(sp_c, (26.0 * s, 58.0 * s, 55.0 * s), sp, angle_deg=-40.0), abd)
@@ -666,9 +668,8 @@ def build_anatomy(
             for k in range(1, 13):
                 th = math.radians(18.0 + (end_deg - 18.0) * k / 12.0)
                 zz = z_post - drop * (k / 12.0) ** 1.1
-                za = np.float32(zz)
-                px = sgn * float(rib_a(za)) * math.sin(th)
-                py = ryc + float(rib_b(za)) * math.cos(th)
+                px = sgn * float(rib_a(zz)) * math.sin(th)
+                py = ryc + float(rib_b(zz)) * math.cos(th)
                 pts.append(np.array([px, py, zz]))
             for k in range(len(pts) - 1):
                 p, q = pts[k], pts[k + 1]

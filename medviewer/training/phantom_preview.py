@@ -118,6 +118,8 @@ def render_preview(
     lesion_slices = sorted({int(round(les.center_index[0])) for les in ph.lesions})[:2]
     picks += [(k, LUNG if les_kind.endswith("nodule") else SOFT) for k, les_kind in
               ((int(round(les.center_index[0])), les.kind) for les in ph.lesions) if k in lesion_slices][:2]
+    seen: set[int] = set()
+    picks = [(k, w) for k, w in picks if not (k in seen or seen.add(k))]  # type: ignore[func-returns-value]
     rng = np.random.default_rng(seed)
     images = []
     for n, (k, win) in enumerate(picks):
@@ -140,8 +142,8 @@ def render_preview(
     for n, (img, px, label) in enumerate(real[:ncols]):
         _show(axes[rows_ph, n], img, px, SOFT, label)
         _show(axes[rows_ph + 1, n], img, px, LUNG, label)
-    fig.suptitle("MedViewer phantom (top) vs real CT samples (bottom), same windows, 400 mm field", fontsize=10)
-    fig.tight_layout()
+    fig.suptitle("MedViewer phantom (top) vs real CT samples (bottom), same windows, 400 mm field", fontsize=11, y=0.998)
+    fig.tight_layout(rect=(0.0, 0.0, 1.0, 0.975))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
     try:

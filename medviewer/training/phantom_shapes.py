@@ -20,7 +20,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 F32 = NDArray[np.float32]
-Arr = NDArray[Any]
+Arr = Any
+"""Array-like broadcastable coordinates or values (numpy arrays or scalars)."""
 ShapeFn = Callable[[Arr, Arr, Arr], tuple[Arr, Arr]]
 """(X, Y, Z) broadcastable mm grids -> (signed distance mm, voxel width mm)."""
 
