@@ -67,8 +67,8 @@ TRAIN_SEED0 = 0
 VAL_SEED0 = 90_000
 DEFAULT_STEPS = 3000
 DEFAULT_BATCH = 4
-CROP_SLICES = 9
-CROP_SIZE = 128
+CROP_SLICES = 8
+CROP_SIZE = 112
 N_TRAIN = 96
 N_VAL = 16
 
@@ -656,6 +656,34 @@ def finalize(
     return card
 
 
+def install_checkpoint(
+    run: Path,
+    data: Path,
+    n_val: int = N_VAL,
+    version: str = "0.1.0-interim",
+    install: bool = True,
+    progress: ProgressFn | None = None,
+) -> dict[str, Any]:
+    """Calibrate the latest checkpoint of ``run`` on validation phantoms and install it.
+
+    Used for an interim model while a long training run goes on (the run is
+    not touched) and to finish a run that was stopped early.
+    """
+    model = build_model()
+    state = load_checkpoint(run, model, None, None)
+    val = load_volumes(data / "val", n_val, VAL_SEED0)
+    info = {
+        "data": "project-generated CT phantoms only (medviewer.training.phantom.make_phantom at the internal spacing); "
+        "no real patient data",
+        "note": f"interim checkpoint of the run in {run.name} at step {state.get('step')}",
+        "steps": int(state.get("step", 0)),
+        "train_seconds": round(float(state.get("train_seconds", 0.0)), 1),
+    }
+    out = run / "interim"
+    out.mkdir(exist_ok=True)
+    return finalize(out, model, state, val, info, torch.device("cpu"), install, version, progress)
+
+
 def main(args: argparse.Namespace) -> int:
     """Entry point of ``medviewer train detector`` (see the module docstring)."""
     seed = int(getattr(args, "seed", 0) or 0)
@@ -668,6 +696,9 @@ def main(args: argparse.Namespace) -> int:
     shape = tuple(int(s) for s in os.environ.get("MEDVIEWER_DETECTOR_SHAPE", "x".join(map(str, TRAIN_SHAPE))).split("x"))
     version = os.environ.get("MEDVIEWER_DETECTOR_VERSION", "1.0.0")
     hn_every = int(os.environ.get("MEDVIEWER_DETECTOR_HN_EVERY", 250))
+    # optional wall-clock budget (s) for the optimisation: training stops when it is spent and
+    # the learning-rate schedule follows max(step / steps, time used / budget)
+    time_budget = float(os.environ.get("MEDVIEWER_DETECTOR_TIME_BUDGET", 0) or 0)
     ckpt_every = int(os.environ.get("MEDVIEWER_DETECTOR_CKPT_EVERY", 100))
     if getattr(args, "threads", None):
         torch.set_num_threads(int(args.threads))
@@ -693,15 +724,25 @@ def main(args: argparse.Namespace) -> int:
     step = int(state["step"])
     warmup = min(100, max(1, steps // 10))
 
+    def done_fraction(s: int) -> float:
+        frac = (s - warmup) / max(1, steps - warmup)
+        if time_budget > 0:
+            used = float(state.get("train_seconds", 0.0)) + time.time() - t_last
+            frac = max(frac, used / time_budget)
+        return min(1.0, max(0.0, frac))
+
     def lr_at(s: int) -> float:
         if s < warmup:
             return 2e-3 * (s + 1) / warmup
-        return 2e-4 + 0.5 * (2e-3 - 2e-4) * (1 + math.cos(math.pi * min(1.0, (s - warmup) / max(1, steps - warmup))))
+        return 2e-4 + 0.5 * (2e-3 - 2e-4) * (1 + math.cos(math.pi * done_fraction(s)))
 
     prog = Progress(bar, step=0.002)
     t_last = time.time()
     try:
         while step < steps:
+            if time_budget > 0 and step >= warmup and done_fraction(step) >= 1.0:
+                print(f"\ntime budget of {time_budget:.0f} s spent at step {step}", flush=True)
+                break
             model.train()
             for g in opt.param_groups:
                 g["lr"] = lr_at(step)
@@ -725,7 +766,7 @@ def main(args: argparse.Namespace) -> int:
                         if ll > -2.0 and not (d <= v.diameters / 2 + 3.0).any():
                             hard.append((int(vi), int(round(cc[0])), int(round(cc[1])), int(round(cc[2]))))
                 hard = hard[-400:]
-            if step % ckpt_every == 0 or step == steps:
+            if step % ckpt_every == 0 or step == steps or (time_budget > 0 and done_fraction(step) >= 1.0):
                 now = time.time()
                 state.update(
                     step=step,
@@ -740,6 +781,10 @@ def main(args: argparse.Namespace) -> int:
         state.update(step=step, history=history, hard_negatives=[list(h) for h in hard])
         save_checkpoint(run, model, opt, state, rng)
         raise
+    now = time.time()
+    if int(state.get("step", 0)) != step:
+        state["train_seconds"] = float(state.get("train_seconds", 0.0)) + now - t_last
+        t_last = now
     state.update(step=step, history=history)
     plot_losses(history, run / "loss_curves.png")
     train_info = {
@@ -752,6 +797,7 @@ def main(args: argparse.Namespace) -> int:
         "steps": step,
         "batch_size": batch,
         "crop": [CROP_SLICES, CROP_SIZE, CROP_SIZE],
+        "time_budget_seconds": time_budget or None,
         "optimizer": "AdamW lr 2e-3 (warm-up, cosine to 2e-4), weight decay 1e-4, grad-norm clip 2",
         "loss": "BCE + OHEM (hardest 2% negative pixels) + 0.5 soft Dice on the mask; CenterNet focal loss on the centre heat map; smooth-L1 on centre offsets",
         "hard_negative_mining": f"every {hn_every} steps, false-positive candidates on 2 training volumes are added to a pool; 20% of crops are centred on it",
@@ -780,5 +826,6 @@ __all__ = [
     "plot_losses",
     "make_card",
     "finalize",
+    "install_checkpoint",
     "main",
 ]
