@@ -417,10 +417,12 @@ def build_anatomy(
     check_cancel(cancel, "phantom generation")
     # paraspinal muscles (erector spinae, multifidus) in a fat envelope, psoas
     bulge = ellipsoid((0.0, y_vb + 38.0 * s, 0.0), (58.0 * s, 50.0 * s, math.inf), sp)
-    post = lambda x, y, z: (y_vb + 12.0 * s - y + 0.0 * x, np.full(np.broadcast(x, y).shape, sy, np.float32))  # noqa: E731
-    cv.paint(intersect(offset(bulge, 2.0 * s), post), (-80 * s, y_vb, zlo), (80 * s, y_back, zhi), tex(-92.0, 7.0), TISSUE_FAT)
+    cv.paint(offset(bulge, 2.0 * s), (-80 * s, y_vb - 20 * s, zlo), (80 * s, y_back, zhi), tex(-92.0, 7.0), TISSUE_FAT)
+    for sgn in (-1.0, 1.0):  # crura / psoas origin beside the vertebral body
+        crus = ellipsoid((sgn * 27.0 * s, y_vb + 4.0 * s, 0.0), (15.0 * s, 16.0 * s, math.inf), sp, angle_deg=-sgn * 20.0)
+        cv.paint(crus, (-60 * s, y_vb - 20 * s, zlo), (60 * s, y_vb + 30 * s, zhi), tex(50.0, 5.0), TISSUE_MUSCLE)
     for sgn in (-1.0, 1.0):
-        erector = ellipsoid((sgn * 30.0 * s, y_vb + 50.0 * s, 0.0), (25.0 * s, 24.0 * s, math.inf), sp, angle_deg=sgn * 10.0)
+        erector = ellipsoid((sgn * 31.0 * s, y_vb + 49.0 * s, 0.0), (27.0 * s, 25.0 * s, math.inf), sp, angle_deg=sgn * 10.0)
         cv.paint(erector, (-70 * s, y_vb + 15 * s, zlo), (70 * s, y_back, zhi), tex(50.0, 5.0, 3.0), TISSUE_MUSCLE)
         multi = ellipsoid((sgn * 11.0 * s, y_vb + 45.0 * s, 0.0), (9.0 * s, 18.0 * s, math.inf), sp)
         cv.paint(multi, (-30 * s, y_vb + 20 * s, zlo), (30 * s, y_back, zhi), tex(55.0, 5.0), TISSUE_MUSCLE)
@@ -508,9 +510,9 @@ def build_anatomy(
     n_seg = 0
     for sgn in (-1.0, 1.0):
         hilum = np.array([sgn * 0.38 * Ai, yci - 0.05 * Bi, 38.0 * s])
-        for dz, dy in ((1.0, 0.0), (-1.0, 0.3), (-0.3, 0.8), (0.2, -0.8), (-0.6, -0.4)):
+        for dz, dy in ((1.0, 0.0), (-1.0, 0.3), (-0.3, 0.8), (0.2, -0.8), (-0.6, -0.4), (0.6, 0.6), (-1.0, -0.2), (0.5, -0.5)):
             dvec = np.array([sgn * 0.7, dy + rng.normal(0, 0.2), dz])
-            segs = _tree(rng, hilum, dvec, 6.0 * s, in_lung, 0.5 * s, 900)
+            segs = _tree(rng, hilum, dvec, 5.5 * s, in_lung, 0.45 * s, 700)
             for p, q, r0, r1 in segs:
                 lo = tuple(np.minimum(p, q) - r0 - 2)
                 hi = tuple(np.maximum(p, q) + r0 + 2)
