@@ -21,7 +21,7 @@ from test_gui_support import (  # noqa: E402,F401
     window,
 )
 
-from medviewer.viewing import ellipse_mask, extract_slice, grey_lut, plane_geometry  # noqa: E402
+from medviewer.viewing import apply_window, ellipse_mask, extract_slice, plane_geometry  # noqa: E402
 from medviewer.volume import Volume, VolumeMetadata  # noqa: E402
 
 Qt = QtCore.Qt
@@ -118,14 +118,20 @@ def test_preset_keys_invert_and_reset(shown, qtbot):
 
     qtbot.keyClick(view, "i")
     assert window.viewer.invert and window.act_invert.isChecked()
-    np.testing.assert_array_equal(view.image_item.lut, grey_lut(True))
+    assert _levels(view) == (50 + 175, 50 - 175)  # swapped levels: high values dark
+    view.image_item.render()
+    q = view.image_item.qimage
+    k = view.slice_index
+    for r, c in [(0, 0), (10, 20), (40, 70)]:  # shown = inverted window of the value
+        expected = int(apply_window(vol.voxels[k, r, c : c + 1], 50, 350, invert=True)[0])
+        assert abs(q.pixelColor(c, r).value() - expected) <= 1
     assert "INV" in view.corner_text()["br"]
 
     qtbot.keyClick(view, "2")
     view.zoom_by(3.0)
     qtbot.keyClick(view, "r")
     assert not window.viewer.invert
-    np.testing.assert_array_equal(view.image_item.lut, grey_lut(False))
+    assert _levels(view) == (50 - 175, 50 + 175)
     assert (window.viewer.window_center, window.viewer.window_width) == (50, 350)
     rect = view.view_box.viewRect()
     w_mm, h_mm = view.geometry.size_mm
@@ -312,7 +318,8 @@ def test_rgb_and_single_image(window, qtbot):
                 spacing=(1.0, 0.2, 0.2), metadata=VolumeMetadata(modality="DX", invert_display=True, units=""))
     window.set_volume(dx)
     assert window.viewer.invert  # MONOCHROME1 shows inverted
-    np.testing.assert_array_equal(view.image_item.lut, grey_lut(True))
+    lo, hi = dx.default_window.center - dx.default_window.width / 2, dx.default_window.center + dx.default_window.width / 2
+    assert _levels(view) == pytest.approx((hi, lo))
     assert view.geometry.n_slices == 1 and "Im 1/1" in view.corner_text()["bl"]
 
 

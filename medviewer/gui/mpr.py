@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from numpy.typing import NDArray
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from medviewer.gui.slice_view import SliceView
 from medviewer.gui.tools import Measurement
@@ -65,7 +65,12 @@ class ViewerWidget(QtWidgets.QWidget):
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setStyleSheet("background: black;")
+        # black gaps between views; a palette, not a style sheet (a style sheet would cascade
+        # into the views and put every repaint on Qt's slow style-sheet path)
+        palette = self.palette()
+        palette.setColor(QtGui.QPalette.ColorRole.Window, QtGui.QColor(0, 0, 0))
+        self.setPalette(palette)
+        self.setAutoFillBackground(True)
         self.volume: Volume | None = None
         self.views: dict[str, SliceView] = {p: SliceView(p, self) for p in PLANES}
         self.layout_name = "1x1"

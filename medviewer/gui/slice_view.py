@@ -31,7 +31,6 @@ from medviewer.viewing import (
     Marker,
     PlaneGeometry,
     extract_slice,
-    grey_lut,
     marker_cross_section,
     overlay_lut,
     plane_geometry,
@@ -164,8 +163,9 @@ class SliceView(pg.GraphicsView):
         self.setMinimumSize(120, 120)
         self.view_box = _SliceViewBox(self)
         self.setCentralItem(self.view_box)
+        # no LUT on the grey image: float32 + explicit levels renders as Format_Grayscale8,
+        # which Qt scales ~3x faster than the Indexed8 image a LUT produces; invert = swapped levels
         self.image_item = pg.ImageItem(axisOrder="row-major")
-        self.image_item.setLookupTable(grey_lut(False))
         self.view_box.addItem(self.image_item)
         self.overlay_item = pg.ImageItem(axisOrder="row-major")
         self.overlay_item.setZValue(10)
@@ -287,15 +287,21 @@ class SliceView(pg.GraphicsView):
         """Set the display window (level ``center``, ``width``) in modality units."""
         self.window_center, self.window_width = float(center), max(float(width), 1.0)
         if self.volume is not None and not self.volume.is_rgb:
-            self.image_item.setLevels(window_levels(self.window_center, self.window_width))
+            self.image_item.setLevels(self.display_levels())
         self._update_text()
+
+    def display_levels(self) -> tuple[float, float]:
+        """Levels given to the image item: ``(low, high)``, or ``(high, low)`` when inverted."""
+        lo, hi = window_levels(self.window_center, self.window_width)
+        return (hi, lo) if self.invert else (lo, hi)
 
     def set_invert(self, invert: bool) -> None:
         """Show high values dark (MONOCHROME1 style) when ``invert`` is True."""
         self.invert = bool(invert)
-        self.image_item.setLookupTable(grey_lut(self.invert))
         if self.volume is not None and self.volume.is_rgb:
-            self._render_image()  # a LUT does not apply to RGB: the pixels are inverted
+            self._render_image()  # RGB: the pixels are inverted
+        elif self.volume is not None:
+            self.image_item.setLevels(self.display_levels())
         self._update_text()
 
     def set_tool(self, tool: str) -> None:
@@ -505,7 +511,7 @@ class SliceView(pg.GraphicsView):
         else:
             if img.dtype != np.float32:
                 img = img.astype(np.float32)
-            self.image_item.setImage(img, autoLevels=False, levels=window_levels(self.window_center, self.window_width))
+            self.image_item.setImage(img, autoLevels=False, levels=self.display_levels())
         self._render_overlay()
         self._update_markers()
         self._update_measurement_visibility()
