@@ -281,7 +281,8 @@ class _Scan:
         self.bow = _bowtie(tf / r_fov)
 
     def expected_counts(self, i0: float) -> NDArray[np.float64]:
-        return i0 * self.bow * np.exp(-self.p)
+        # floor far below one photon: total photon starvation (metal) stays finite
+        return np.maximum(i0 * self.bow * np.exp(-np.minimum(self.p, 700.0)), 1e-9)
 
     def noise_image(self, log_noise: NDArray[np.float64]) -> NDArray[np.float32]:
         """Reconstruct a per-ray log-domain noise array into HU (FBP; fan rays rebinned first)."""

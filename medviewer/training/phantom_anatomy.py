@@ -343,7 +343,7 @@ def build_anatomy(
     alba = intersect(lambda x, y, z: (np.abs(x) - 3.0 * s + 0.0 * y, np.full(np.broadcast(x, y).shape, sx, np.float32)),
                      lambda x, y, z: (y - yc + 0.5 * B + 0.0 * x, np.full(np.broadcast(x, y).shape, sy, np.float32)),
                      lambda x, y, z: (z + 20.0 * s + 0.0 * x, np.full(np.broadcast(x, y, z).shape, thick, np.float32)))
-    cv.paint(alba, (-10 * s, yc - B - 5, zlo), (10 * s, yc, 0.0), tex(-90.0, 6.0), TISSUE_FAT)
+    cv.paint(intersect(alba, wall_ell), (-10 * s, yc - B - 5, zlo), (10 * s, yc, 0.0), tex(-90.0, 6.0), TISSUE_FAT)
     cv.paint(cavity, box_all[0], box_all[1], tex(-95.0, 8.0, 5.0), TISSUE_FAT)
     Ai = cav_a(0.0)  # inner half-width of the body cavity
     Bi = cav_b(0.0) * 0.95
