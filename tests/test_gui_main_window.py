@@ -330,3 +330,21 @@ def test_cancel_at_random_moments_never_breaks_the_window(window, qtbot, ct_fold
         window.load_series(series)
     assert window.viewer.volume.shape == (30, 48, 40)
     assert messages == []
+
+
+@pytest.mark.parametrize(
+    "name, shape, inverted",
+    [("US1_UNCR.dcm", (480, 640, 3), False), ("RG1_UNCR.dcm", (1955, 1841), True)],
+)
+def test_real_rgb_ultrasound_and_monochrome1_radiograph(window, qtbot, messages, name, shape, inverted):
+    path = get_testdata_file(name)
+    if path is None:
+        pytest.skip(f"{name} not installed (pydicom-data)")
+    _, volume = _open(window, qtbot, path, timeout=20000)
+    view = window.viewer.views["axial"]
+    assert view.image_item.image.shape == shape
+    assert window.viewer.invert is inverted  # MONOCHROME1 is shown with high values dark
+    if inverted:
+        assert view.display_levels()[0] > view.display_levels()[1]
+    assert not window.act_layouts["1x3"].isEnabled()  # a single image has no reformats
+    assert messages == []
