@@ -2,9 +2,8 @@
 
 Test data (never used in training):
 
-* held-out phantoms (seeds >= 1,000,000) from :mod:`medviewer.training.phantom`,
-  as simulated full-dose scans (``simulate_low_dose`` at dose 1), so that,
-  as for the real slices, the reference carries full-dose noise;
+* held-out phantoms (seeds >= 1,000,000) from :mod:`medviewer.training.phantom`
+  (noise-free reference slices);
 * the real CT slices shipped with pydicom / pydicom-data (CT_small,
   J2K_pixelrep_mismatch, 693_UNCI, 693_UNCR, explicit_VR-UN, bad_sequence,
   eCT_Supplemental). 693_J2KI and 693_J2KR hold the same images as 693_UNCI
@@ -20,6 +19,11 @@ noise SD, which is also passed as ``sigma``), BM3D (``bm3d`` package,
 tuning; the AI model gets none. PSNR and SSIM use HU clipped to
 [-1000, 1000] and a data range of 2000 HU. Timings are wall-clock ms per
 slice with the threads torch / numpy have in this process.
+
+The low-dose inputs and the classical filters' outputs are cached in
+``--out/baselines`` (keyed by case, dose, reference pixels and filter
+settings): a new model is scored on exactly the same inputs, and only the
+model is rerun.
 
 Writes ``results.json``, ``results.md`` and one difference-map PNG per case
 and dose (output - input: it should show noise, not anatomy) into ``--out``.
@@ -59,7 +63,7 @@ REAL_CASES: tuple[tuple[str, str, int], ...] = (
 QUICK_REAL = ("CT_small", "explicit_VR-UN")
 METHODS = ("noisy", "gaussian", "nlm", "bm3d", "ai")
 NLM_SETTINGS = {"fast_mode": True, "patch_size": 5, "patch_distance": 6}
-NLM_H_FACTORS = (0.6, 0.8, 1.0, 1.2)
+NLM_H_FACTORS = (0.6, 0.8, 1.0, 1.2, 1.5, 2.0)
 GAUSS_SIGMAS = (0.5, 0.75, 1.0, 1.5, 2.0)
 HELD_OUT_SEED_BASE = 1_000_000
 
@@ -132,7 +136,6 @@ def real_cases(quick: bool) -> list[Case]:
 
 def phantom_cases(seed: int, quick: bool, progress: ProgressFn | None = None) -> list[Case]:
     """Slices of held-out phantoms (seeds >= 1,000,000)."""
-    from medviewer.training.lowdose import simulate_low_dose
     from medviewer.training.phantom import make_phantom
 
     n_phantoms, n_slices = (1, 1) if quick else (2, 2)
@@ -145,8 +148,7 @@ def phantom_cases(seed: int, quick: bool, progress: ProgressFn | None = None) ->
         px = float(ph.volume.spacing[2])
         for frac in (0.5, 0.3)[:n_slices]:
             k = min(vox.shape[0] - 1, int(frac * vox.shape[0]))
-            # like the real slices, the reference is a full-dose scan (with full-dose noise)
-            ref = simulate_low_dose(vox[k], 1.0, pixel_mm=px, seed=_case_seed(f"full{pseed}", k))
+            ref = np.ascontiguousarray(vox[k], dtype=np.float32)  # noise-free phantom slice
             cases.append(Case(f"phantom{pseed}_z{k}", "phantom", ref, px, {"seed": pseed, "slice": k}))
         if progress:
             progress((p + 1) / n_phantoms, f"phantom {p + 1}/{n_phantoms}")
@@ -158,43 +160,80 @@ def _case_seed(name: str, dose: float) -> int:
 
 
 # --------------------------------------------------------------- methods
-def _cache_key(case: Case, dose: float, low: NDArray[np.float32]) -> str:
-    h = hashlib.sha256(np.ascontiguousarray(case.reference).tobytes())
-    h.update(np.ascontiguousarray(low).tobytes())
-    return f"{case.name}_dose{dose:g}_{h.hexdigest()[:16]}"
+def _case_key(case: Case, dose: float) -> str:
+    h = hashlib.sha256(np.ascontiguousarray(case.reference, dtype=np.float32).tobytes()).hexdigest()[:12]
+    return f"{case.name}_dose{dose:g}_{h}"
 
 
-def _load_baselines(folder: Path | None, key: str) -> dict[str, tuple[NDArray[np.float32], float, dict[str, Any]]] | None:
-    """Cached classical-filter outputs of one (case, dose): they do not depend on the model."""
-    if folder is None:
-        return None
-    meta_path, arr_path = folder / f"{key}.json", folder / f"{key}.npz"
-    if not (meta_path.is_file() and arr_path.is_file()):
-        return None
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        with np.load(arr_path, allow_pickle=False) as z:
-            return {m: (np.asarray(z[m], np.float32), float(meta[m]["ms"]), dict(meta[m]["params"])) for m in meta}
-    except (OSError, ValueError, KeyError):
-        return None
+def _method_version(method: str) -> str:
+    settings = {
+        "gaussian": GAUSS_SIGMAS,
+        "nlm": (NLM_H_FACTORS, sorted(NLM_SETTINGS.items())),
+        "bm3d": ("bm3d-v1", "sigma_psd=true noise SD"),
+    }[method]
+    return hashlib.sha256(repr(settings).encode()).hexdigest()[:8]
 
 
-def _save_baselines(
-    folder: Path | None, key: str, outputs: dict[str, tuple[NDArray[np.float32], float, dict[str, Any]]]
-) -> None:
-    if folder is None:
-        return
-    from medviewer.ai.weights import write_json_atomic
-
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".npz", dir=folder)
+def _save_npz_atomic(path: Path, **arrays: NDArray[Any]) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
     os.close(fd)
     try:
-        np.savez(tmp, **{m: v[0] for m, v in outputs.items()})
-        os.replace(tmp, folder / f"{key}.npz")
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
-    write_json_atomic(folder / f"{key}.json", {m: {"ms": v[1], "params": v[2]} for m, v in outputs.items()})
+
+
+def _low_dose_input(case: Case, dose: float, folder: Path | None) -> NDArray[np.float32]:
+    """The simulated low-dose slice of a case, simulated once and then frozen in ``folder``.
+
+    Freezing keeps every model and baseline scored on identical inputs even if
+    the simulator is re-calibrated later (its parameters are then in the card).
+    """
+    from medviewer.training.lowdose import simulate_low_dose
+
+    path = None if folder is None else folder / f"{_case_key(case, dose)}.low.npz"
+    if path is not None and path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                low = np.asarray(z["low"], np.float32)
+            if low.shape == case.reference.shape:
+                return low
+        except (OSError, ValueError, KeyError):
+            pass
+    low = simulate_low_dose(case.reference, dose, pixel_mm=case.pixel_mm, seed=_case_seed(case.name, dose))
+    if path is not None:
+        folder.mkdir(parents=True, exist_ok=True)  # type: ignore[union-attr]
+        _save_npz_atomic(path, low=low)
+    return low
+
+
+def _cached_method(
+    folder: Path | None,
+    case: Case,
+    dose: float,
+    method: str,
+    run: Callable[[], tuple[NDArray[np.float32], float, dict[str, Any]]],
+) -> tuple[NDArray[np.float32], float, dict[str, Any]]:
+    """Run a classical filter, or reuse its cached output (they do not depend on the model)."""
+    if folder is None:
+        return run()
+    from medviewer.ai.weights import write_json_atomic
+
+    stem = f"{_case_key(case, dose)}.{method}-{_method_version(method)}"
+    arr_path, meta_path = folder / f"{stem}.npz", folder / f"{stem}.json"
+    if arr_path.is_file() and meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            with np.load(arr_path, allow_pickle=False) as z:
+                return np.asarray(z["out"], np.float32), float(meta["ms"]), dict(meta["params"])
+        except (OSError, ValueError, KeyError):
+            pass
+    out, ms, params = run()
+    folder.mkdir(parents=True, exist_ok=True)
+    _save_npz_atomic(arr_path, out=out)
+    write_json_atomic(meta_path, {"ms": ms, "params": params})
+    return out, ms, params
 
 
 def _removed_noise_corr(
@@ -329,8 +368,6 @@ def evaluate(
     list of dict
         One row per (case, dose, method): psnr, ssim, ms, noise_sd, params.
     """
-    from medviewer.training.lowdose import simulate_low_dose
-
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     prog = Progress(progress)
@@ -340,23 +377,17 @@ def evaluate(
         for dose in doses:
             check_cancel(cancel, "denoiser evaluation")
             ref = case.reference
-            low = simulate_low_dose(ref, dose, pixel_mm=case.pixel_mm, seed=_case_seed(case.name, dose))
+            low = _low_dose_input(case, dose, baseline_cache)
             body = ref > -900
             sigma = float(np.std((low - ref)[body])) if body.any() else noise_sd_hu(ref, low)
             outputs: dict[str, tuple[NDArray[np.float32], float, dict[str, Any]]] = {"noisy": (low, 0.0, {})}
-            key = _cache_key(case, dose, low)
-            cached = _load_baselines(baseline_cache, key) or {}
-            fresh = {}
             for m, fn in (
                 ("gaussian", lambda: run_gaussian(low, ref)),  # noqa: B023
                 ("nlm", lambda: run_nlm(low, ref, sigma)),  # noqa: B023
                 ("bm3d", lambda: run_bm3d(low, sigma)),  # noqa: B023
             ):
                 if m in methods:
-                    outputs[m] = cached[m] if m in cached else fn()
-                    fresh[m] = outputs[m]
-            if set(fresh) - set(cached):
-                _save_baselines(baseline_cache, key, fresh)
+                    outputs[m] = _cached_method(baseline_cache, case, dose, m, fn)
             if "ai" in methods:
                 outputs["ai"] = run_ai(low, device, folder)
             for m, (img, ms, params) in outputs.items():

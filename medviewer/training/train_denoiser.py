@@ -568,7 +568,10 @@ def load_training_pairs(
     low = np.empty((n, *first.shape), np.float32)
     doses = np.empty(n, np.float32)
     for i in range(n):
-        full[i], low[i], doses[i] = pairs[i]
+        _full_dose, low[i], doses[i] = pairs[i]
+        # target: the noise-free phantom slice (the low-dose input carries the
+        # whole low-dose noise), so the generator learns to remove all of it
+        full[i] = pairs.clean(i)
     n_val = max(1, n // max(1, cfg.n_phantoms))
     h, w = full.shape[1:]
     c = 256 if min(h, w) >= 256 else (min(h, w) // 8) * 8
@@ -589,8 +592,9 @@ def load_training_pairs(
         "dose_fraction_range": list(cfg.doses),
         "dose_fractions_used": [round(float(doses.min()), 3), round(float(doses.max()), 3)],
         "simulator": _simulator_parameters(),
-        "targets": "simulated full-dose scans of the phantom (Poisson at the full-dose flux); inputs are their "
-        "binomially thinned low-dose versions (same photons, fewer), as in the AAPM low-dose data",
+        "targets": "noise-free phantom slices; inputs are simulated low-dose scans of them (binomially thinned "
+        "from a simulated full-dose scan, i.e. the full low-dose noise). The shipped run used full-dose scans "
+        "as targets for its first steps and noise-free slices after (see target_switch_step)",
     }
     return full[: n - n_val], low[: n - n_val], vf, vl, info
 
@@ -664,6 +668,12 @@ def main(args: argparse.Namespace) -> int:
         full, low, vf, vl, info = load_training_pairs(
             Path(cache), cfg, workers=int(args.threads or 1), progress=bar, cancel=lambda: stop["flag"]
         )
+        notes = out / "run_notes.json"  # free-form facts about this run, copied into the card
+        if notes.is_file():
+            try:
+                info.update(json.loads(notes.read_text(encoding="utf-8")))
+            except (OSError, ValueError) as exc:
+                raise ModelError(f"{notes} is not valid JSON: {exc}") from exc
         if minutes:
             cfg.time_budget_s = max(60.0, float(minutes) * 60.0 - (time.perf_counter() - t_start))
         print(
