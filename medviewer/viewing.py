@@ -666,3 +666,79 @@ def make_thumbnail(volume: Volume, size: int = 64, slice_index: int | None = Non
 
 
 __all__ += ["middle_frame_series", "make_thumbnail"]
+
+
+# --------------------------------------------------------------------------- orientation source
+_OPPOSITE = {"A": "P", "P": "A", "R": "L", "L": "R", "S": "I", "I": "S"}
+
+
+def has_patient_geometry(volume: Volume) -> bool:
+    """Whether the volume's direction cosines come from the file (or from code).
+
+    A volume read from files without ImageOrientationPatient (CR, DX, US,
+    secondary capture) has an identity direction that means nothing, so its
+    orientation letters must not be derived from it. Volumes built in code
+    (no headers) are trusted.
+    """
+    headers = volume.metadata.headers
+    if not headers:
+        return True
+    hdr = headers[0]
+    try:
+        if "ImageOrientationPatient" in hdr:
+            return True
+        for seq in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+            if seq in hdr and len(hdr[seq].value) and "PlaneOrientationSequence" in hdr[seq].value[0]:
+                return True
+    except (AttributeError, KeyError, TypeError, IndexError):
+        return False
+    return False
+
+
+def _dicom_orientation_letters(value: str) -> str:
+    """DICOM PatientOrientation letters (H/F for head/foot) to viewer letters (S/I)."""
+    return "".join({"H": "S", "F": "I"}.get(ch, ch) for ch in str(value).upper() if ch in "APRLHFSI")
+
+
+def edge_letters_for(volume: Volume, geometry: PlaneGeometry) -> dict[str, str]:
+    """Orientation letters for the edges of a displayed plane, from the best source.
+
+    1. Direction cosines when the file has patient geometry (see :func:`has_patient_geometry`);
+    2. else, for the acquired plane, the file's PatientOrientation (0020,0020): its
+       first value is the direction of increasing column (right edge), its second of
+       increasing row (bottom edge);
+    3. else no letters (empty strings) — never invented.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from medviewer.volume import Volume
+    >>> v = Volume(np.zeros((1, 4, 4), np.float32))
+    >>> edge_letters_for(v, plane_geometry(v, "axial"))["right"]
+    'L'
+    """
+    if has_patient_geometry(volume):
+        return geometry.edge_letters()
+    empty = {"left": "", "right": "", "top": "", "bottom": ""}
+    if geometry.plane != "axial":
+        return empty
+    try:
+        po = volume.metadata.headers[0].get("PatientOrientation")
+        values = [str(x) for x in po] if po is not None else []
+    except (AttributeError, TypeError, IndexError):
+        values = []
+    if len(values) != 2:
+        return empty
+    right = _dicom_orientation_letters(values[0])
+    bottom = _dicom_orientation_letters(values[1])
+    if not right or not bottom:
+        return empty
+    return {
+        "left": "".join(_OPPOSITE[c] for c in right),
+        "right": right,
+        "top": "".join(_OPPOSITE[c] for c in bottom),
+        "bottom": bottom,
+    }
+
+
+__all__ += ["has_patient_geometry", "edge_letters_for"]

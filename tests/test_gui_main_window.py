@@ -348,3 +348,14 @@ def test_real_rgb_ultrasound_and_monochrome1_radiograph(window, qtbot, messages,
         assert view.display_levels()[0] > view.display_levels()[1]
     assert not window.act_layouts["1x3"].isEnabled()  # a single image has no reformats
     assert messages == []
+
+
+def test_radiograph_letters_from_patient_orientation(window, qtbot):
+    path = get_testdata_file("RG1_UNCR.dcm")
+    if path is None:
+        pytest.skip("RG1_UNCR.dcm not installed (pydicom-data)")
+    _open(window, qtbot, path, timeout=20000)
+    # RG1 has no ImageOrientationPatient; PatientOrientation is L\F
+    assert window.viewer.views["axial"].edge_letters() == {"left": "R", "right": "L", "top": "S", "bottom": "I"}
+    _open(window, qtbot, get_testdata_file("US1_UNCR.dcm"))  # no geometry at all: no letters
+    assert set(window.viewer.views["axial"].edge_letters().values()) == {""}

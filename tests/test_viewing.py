@@ -228,3 +228,23 @@ def test_viewing_imports_without_qt():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_letters_come_from_patient_orientation_when_geometry_is_missing():
+    from pydicom.dataset import Dataset
+
+    from medviewer.viewing import edge_letters_for, has_patient_geometry
+
+    cr = Dataset()
+    cr.PatientOrientation = ["L", "F"]
+    v = Volume(np.zeros((1, 8, 8), np.float32), metadata=VolumeMetadata(headers=[cr]))
+    assert not has_patient_geometry(v)
+    assert edge_letters_for(v, plane_geometry(v, "axial")) == {"left": "R", "right": "L", "top": "S", "bottom": "I"}
+    us = Dataset()  # no geometry at all: no letters rather than invented ones
+    v2 = Volume(np.zeros((1, 8, 8), np.float32), metadata=VolumeMetadata(headers=[us]))
+    assert edge_letters_for(v2, plane_geometry(v2, "axial")) == {"left": "", "right": "", "top": "", "bottom": ""}
+    ct = Dataset()
+    ct.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    v3 = Volume(np.zeros((2, 8, 8), np.float32), metadata=VolumeMetadata(headers=[ct]))
+    assert has_patient_geometry(v3)
+    assert edge_letters_for(v3, plane_geometry(v3, "coronal"))["top"] == "S"

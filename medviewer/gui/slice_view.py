@@ -29,6 +29,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from medviewer.gui.tools import TOOLS, Measurement, make_measurement
 from medviewer.viewing import (
     Marker,
+    edge_letters_for,
     PlaneGeometry,
     extract_slice,
     marker_cross_section,
@@ -264,7 +265,7 @@ class SliceView(pg.GraphicsView):
         self._render_image()
         self.image_item.setRect(QtCore.QRectF(0.0, 0.0, w_mm, h_mm))
         self._update_markers()
-        self._letters = g.edge_letters()
+        self._letters = edge_letters_for(volume, g)
         self.reset_view()
 
     def set_slice(self, index: int, emit: bool = True) -> None:
