@@ -359,3 +359,7 @@ def test_radiograph_letters_from_patient_orientation(window, qtbot):
     assert window.viewer.views["axial"].edge_letters() == {"left": "R", "right": "L", "top": "S", "bottom": "I"}
     _open(window, qtbot, get_testdata_file("US1_UNCR.dcm"))  # no geometry at all: no letters
     assert set(window.viewer.views["axial"].edge_letters().values()) == {""}
+    _open(window, qtbot, path, timeout=20000)
+    text = window.viewer.views["axial"].corner_text()
+    assert "Pos" not in text["bl"] and "Axial" not in text["tr"]  # no invented geometry
+    assert "1841x1955" in text["tr"] and "Im 1/1" in text["bl"]

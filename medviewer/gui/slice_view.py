@@ -30,6 +30,7 @@ from medviewer.gui.tools import TOOLS, Measurement, make_measurement
 from medviewer.viewing import (
     Marker,
     edge_letters_for,
+    has_patient_geometry,
     PlaneGeometry,
     extract_slice,
     marker_cross_section,
@@ -159,6 +160,7 @@ class SliceView(pg.GraphicsView):
         self._marker_state: list[Any] = []
         self._drawing: Measurement | None = None
         self._info_lines: dict[str, list[str]] = {}
+        self._geometric = True
 
         self.setFocusPolicy(QtCore.Qt.FocusPolicy.StrongFocus)
         self.setMinimumSize(120, 120)
@@ -258,6 +260,7 @@ class SliceView(pg.GraphicsView):
             self._update_text()
             return
         self.geometry = plane_geometry(volume, self.plane)
+        self._geometric = has_patient_geometry(volume)
         g = self.geometry
         w_mm, h_mm = g.size_mm
         # setImage before setRect so the rect maps the real image size
@@ -625,20 +628,19 @@ class SliceView(pg.GraphicsView):
         tr = self._info_lines.get("tr") or [
             " ".join(x for x in (md.modality, md.series_description) if x),
             f"Se {md.series_number}" if md.series_number is not None else "",
-            f"{self.plane.title()} {g.n_cols}x{g.n_rows}" + (f"  ({md.derived_from})" if md.derived_from else ""),
+            (f"{self.plane.title()} " if self._geometric else "") + f"{g.n_cols}x{g.n_rows}"
+            + (f"  ({md.derived_from})" if md.derived_from else ""),
         ]
-        if self.plane == "axial":
-            pos = v.slice_position_mm(self.slice_index)
-            thick = md.slice_thickness if md.slice_thickness else g.slice_spacing
-        else:
-            idx = g.display_to_index(self.slice_index, 0, 0)
-            pos = float(np.dot(v.index_to_patient(idx), np.asarray(g.normal)))
-            thick = g.slice_spacing
-        bl = [
-            f"Im {self.slice_index + 1}/{g.n_slices}",
-            f"Pos {pos:.1f} mm",
-            f"Thk {thick:.2f} mm",
-        ]
+        bl = [f"Im {self.slice_index + 1}/{g.n_slices}"]
+        if self._geometric:  # without patient geometry a position would be invented
+            if self.plane == "axial":
+                pos = v.slice_position_mm(self.slice_index)
+                thick = md.slice_thickness if md.slice_thickness else g.slice_spacing
+            else:
+                idx = g.display_to_index(self.slice_index, 0, 0)
+                pos = float(np.dot(v.index_to_patient(idx), np.asarray(g.normal)))
+                thick = g.slice_spacing
+            bl += [f"Pos {pos:.1f} mm", f"Thk {thick:.2f} mm"]
         if v.is_rgb:
             wl = "RGB" + ("  INV" if self.invert else "")
         else:
