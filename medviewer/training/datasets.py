@@ -50,7 +50,7 @@ from medviewer.errors import CancelledError, ExportError
 from medviewer.progress import CancelFn, Progress, ProgressFn, check_cancel
 from medviewer.training.phantom import EVALUATION_SEED_BASE, TRAINING_SEED_LIMIT, make_phantom
 
-DATASET_VERSION = 1
+DATASET_VERSION = 2
 """Bumped when the generator changes in a way that invalidates caches."""
 HU_MIN, HU_MAX = -1024, 3071
 Z_SPAN_MM = 200.0

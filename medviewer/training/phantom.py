@@ -176,7 +176,8 @@ def make_phantom(
         units="HU",
         manufacturer="MedViewer phantom",
         extra={"phantom_seed": int(seed), "contrast": bool(contrast), "habitus": {
-            "half_width_mm": hab.half_width, "half_depth_mm": hab.half_depth, "fat_mm": hab.fat, "scale": hab.scale}},
+            "half_width_mm": hab.half_width, "half_depth_mm": hab.half_depth, "fat_mm": hab.fat, "scale": hab.scale,
+            "enhancement": hab.params.get("enhancement"), "liver_shift_hu": hab.params.get("liver_shift_hu")}},
     )
     volume = Volume(hu, spacing_t, origin, np.eye(3), meta)  # type: ignore[arg-type]
     labels = np.zeros(shape_t, np.int16)

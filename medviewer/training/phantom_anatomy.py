@@ -92,7 +92,7 @@ TISSUE_HU_RANGES: dict[int, tuple[float, float]] = {
     TISSUE_AIR: (-1010.0, -950.0),
     TISSUE_FAT: (-160.0, -40.0),
     TISSUE_MUSCLE: (10.0, 100.0),
-    TISSUE_LUNG: (-950.0, -650.0),
+    TISSUE_LUNG: (-950.0, -500.0),  # upper tail: partial volume of small vessels at coarse voxels
     TISSUE_LIVER: (30.0, 160.0),
     TISSUE_SPLEEN: (25.0, 160.0),
     TISSUE_KIDNEY: (10.0, 220.0),
@@ -258,8 +258,10 @@ def build_anatomy(
     fat = s * (4.0 + (A / s - 140.0) / 50.0 * 26.0 + _u(rng, -3.0, 8.0))
     fat = max(fat, 3.0 * s)
     mus = s * _u(rng, 7.0, 12.0)
+    enh = _u(rng, 0.8, 1.25)  # strength of contrast enhancement (dose, timing, cardiac output)
+    liver_shift = float(np.clip(rng.normal(0.0, 6.0), -14.0, 12.0))  # fatty liver .. dense liver
     yc = -0.06 * B
-    hab = Habitus(A, B, fat, mus, s, contrast, yc)
+    hab = Habitus(A, B, fat, mus, s, contrast, yc, {"enhancement": enh, "liver_shift_hu": liver_shift})
 
     z_extent = nz * sz
     z_center = -10.0 * s
@@ -475,7 +477,7 @@ def build_anatomy(
         ok = (t == TISSUE_LUNG) | (t == TISSUE_LUNG_VESSEL) | (t == TISSUE_AIRWAY)
         return lung_alpha[sl] * ok
 
-    blood = 150.0 if contrast else 40.0
+    blood = 40.0 + 110.0 * enh if contrast else 40.0
     rep(0.5, "vessels and airways")
     # ------------------------------------------------------------ heart and great vessels
     rep(0.6, "heart and vessels")
@@ -485,7 +487,7 @@ def build_anatomy(
     heart = intersect(ellipsoid(heart_c, (68.0 * hsz, 52.0 * hsz, 58.0 * hsz), sp, angle_deg=-28.0), offset(above_dia, -1.0))
     hbox = ((heart_c[0] - 90 * s, heart_c[1] - 80 * s, heart_c[2] - 70 * s), (heart_c[0] + 90 * s, heart_c[1] + 80 * s, heart_c[2] + 70 * s))
     cv.paint(offset(heart, 4.0 * s), hbox[0], hbox[1], tex(-90.0, 8.0), TISSUE_FAT)  # pericardial fat
-    cv.paint(heart, hbox[0], hbox[1], tex(105.0 if contrast else 45.0, 4.0), TISSUE_HEART)
+    cv.paint(heart, hbox[0], hbox[1], tex(45.0 + 60.0 * enh if contrast else 45.0, 4.0), TISSUE_HEART)
     for c, semi, ang in (
         ((heart_c[0] + 22 * s, heart_c[1] + 8 * s, heart_c[2] - 5 * s), (30.0, 22.0, 32.0), -30.0),  # LV
         ((heart_c[0] - 18 * s, heart_c[1] - 14 * s, heart_c[2] - 8 * s), (30.0, 16.0, 30.0), -35.0),  # RV
@@ -598,7 +600,7 @@ def build_anatomy(
     sp_c = (0.66 * Ai, yci + 0.42 * Bi, -58.0 * s)
     spleen = intersect(ellipsoid(sp_c, (26.0 * s, 58.0 * s, 55.0 * s), sp, angle_deg=-40.0), abd)
     cv.paint(spleen, (sp_c[0] - 70 * s, sp_c[1] - 70 * s, sp_c[2] - 70 * s), (sp_c[0] + 70 * s, sp_c[1] + 70 * s, sp_c[2] + 70 * s),
-             tex(118.0 if contrast else 48.0, 4.0, 3.0), TISSUE_SPLEEN)
+             tex(48.0 + 70.0 * enh if contrast else 48.0, 4.0, 3.0), TISSUE_SPLEEN)
     # liver (right lobe + left lobe across the midline), below the right dome
     lsz = _u(rng, 0.92, 1.08) * s
     liver = intersect(
@@ -610,14 +612,14 @@ def build_anatomy(
         _negate(offset(ellipsoid((0.0, y_vb, 0.0), (30.0 * s, 30.0 * s, math.inf), sp), 0.0)),
     )
     lbox = ((-Ai - 5, yci - Bi - 5, -200 * s), (0.6 * Ai, yci + Bi + 5, 40 * s))
-    liv_base = 108.0 if contrast else 58.0
+    liv_base = 58.0 + liver_shift + (50.0 * enh if contrast else 0.0)
     a_liv = cv.paint(liver, lbox[0], lbox[1], tex(liv_base, 4.0, 4.0), TISSUE_LIVER)
     liv_alpha = np.zeros(shape, np.float32)
     sl_l = cv.box(*lbox)
     if a_liv is not None and sl_l is not None:
         liv_alpha[sl_l] = a_liv
     # hepatic and portal veins inside the liver
-    vein_val = 165.0 if contrast else 38.0
+    vein_val = 38.0 + 127.0 * enh if contrast else 38.0
     ivc_top = np.array([-22.0 * s, y_vb - 24.0 * s, -8.0 * s])
     veins = [(ivc_top, ivc_top + np.array([-80.0, -50.0, -25.0]) * s, 6.0 * s, 1.5 * s),
              (ivc_top, ivc_top + np.array([-25.0, -80.0, -15.0]) * s, 5.5 * s, 1.5 * s),
@@ -640,10 +642,10 @@ def build_anatomy(
         kid = ellipsoid(kc, (27.0 * s, 22.0 * s, 52.0 * s), sp, angle_deg=-sgn * 30.0)
         kb = ((kc[0] - 50 * s, kc[1] - 45 * s, kc[2] - 70 * s), (kc[0] + 50 * s, kc[1] + 45 * s, kc[2] + 70 * s))
         cv.paint(offset(kid, 4.0 * s), kb[0], kb[1], tex(-98.0, 7.0), TISSUE_FAT)
-        cv.paint(kid, kb[0], kb[1], tex(160.0 if contrast else 32.0, 5.0, 3.0), TISSUE_KIDNEY)
+        cv.paint(kid, kb[0], kb[1], tex(32.0 + 128.0 * enh if contrast else 32.0, 5.0, 3.0), TISSUE_KIDNEY)
         if contrast:  # medulla enhances less in the portal-venous phase
             med_k = ellipsoid(kc, (16.0 * s, 12.0 * s, 38.0 * s), sp, angle_deg=-sgn * 30.0)
-            cv.paint(med_k, kb[0], kb[1], tex(120.0, 5.0), TISSUE_KIDNEY)
+            cv.paint(med_k, kb[0], kb[1], tex(32.0 + 88.0 * enh, 5.0), TISSUE_KIDNEY)
         sinus = ellipsoid((kc[0] - sgn * 20.0 * s, kc[1] - 8.0 * s, kc[2]), (12.0 * s, 7.0 * s, 22.0 * s), sp, angle_deg=-sgn * 30.0)
         cv.paint(intersect(sinus, kid), kb[0], kb[1], tex(-60.0, 10.0), TISSUE_FAT)
     # gallbladder
