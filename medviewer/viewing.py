@@ -742,3 +742,37 @@ def edge_letters_for(volume: Volume, geometry: PlaneGeometry) -> dict[str, str]:
 
 
 __all__ += ["has_patient_geometry", "edge_letters_for"]
+
+
+def has_pixel_spacing(volume: Volume) -> bool:
+    """Whether distances in the image plane are calibrated (PixelSpacing or ImagerPixelSpacing).
+
+    Files without either get 1 mm assumed by the loader; measurements on them are
+    labelled uncalibrated. Volumes built in code (no headers) are trusted.
+    """
+    headers = volume.metadata.headers
+    if not headers:
+        return True
+    hdr = headers[0]
+
+    def valid(value: Any) -> bool:
+        try:
+            vals = [float(x) for x in value]
+        except (TypeError, ValueError):
+            return False
+        return len(vals) == 2 and all(np.isfinite(v) and v > 0 for v in vals)
+
+    try:
+        if valid(hdr.get("PixelSpacing")) or valid(hdr.get("ImagerPixelSpacing")):
+            return True
+        for seq in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
+            if seq in hdr and len(hdr[seq].value) and "PixelMeasuresSequence" in hdr[seq].value[0]:
+                item = hdr[seq].value[0].PixelMeasuresSequence[0]
+                if valid(item.get("PixelSpacing")):
+                    return True
+    except (AttributeError, KeyError, TypeError, IndexError):
+        return False
+    return False
+
+
+__all__ += ["has_pixel_spacing"]

@@ -363,3 +363,6 @@ def test_radiograph_letters_from_patient_orientation(window, qtbot):
     text = window.viewer.views["axial"].corner_text()
     assert "Pos" not in text["bl"] and "Axial" not in text["tr"]  # no invented geometry
     assert "1841x1955" in text["tr"] and "Im 1/1" in text["bl"]
+    view = window.viewer.views["axial"]
+    ruler = view.measure("ruler", (10.0, 10.0), (110.0, 10.0))  # RG1 has no pixel spacing
+    assert ruler.value_text() == "100.0 mm (uncalibrated)"

@@ -248,3 +248,21 @@ def test_letters_come_from_patient_orientation_when_geometry_is_missing():
     v3 = Volume(np.zeros((2, 8, 8), np.float32), metadata=VolumeMetadata(headers=[ct]))
     assert has_patient_geometry(v3)
     assert edge_letters_for(v3, plane_geometry(v3, "coronal"))["top"] == "S"
+
+
+def test_pixel_spacing_calibration():
+    from pydicom.dataset import Dataset
+
+    from medviewer.viewing import has_pixel_spacing
+
+    def vol(**kw):
+        ds = Dataset()
+        for k, v in kw.items():
+            setattr(ds, k, v)
+        return Volume(np.zeros((1, 4, 4), np.float32), metadata=VolumeMetadata(headers=[ds]))
+
+    assert has_pixel_spacing(Volume(np.zeros((1, 4, 4), np.float32)))  # built in code
+    assert has_pixel_spacing(vol(PixelSpacing=[0.7, 0.7]))
+    assert has_pixel_spacing(vol(ImagerPixelSpacing=[0.1, 0.1]))
+    assert not has_pixel_spacing(vol(PixelSpacing=[0, 0]))  # as in pydicom-data's RG1
+    assert not has_pixel_spacing(vol())

@@ -21,6 +21,7 @@ from medviewer.viewing import (
     RoiStatistics,
     ellipse_statistics,
     extract_slice,
+    has_pixel_spacing,
     line_length_mm,
     luminance,
 )
@@ -58,6 +59,8 @@ class Measurement(QtCore.QObject):
         self.roi: pg.ROI
         self.label = pg.TextItem("", color="#00e5ff", anchor=(0, 1))
         self.label.setZValue(30)
+        self.calibrated = has_pixel_spacing(volume)
+        """False when the file has no pixel spacing (1 mm assumed): values are marked."""
 
     @property
     def plane(self) -> str:
@@ -140,7 +143,7 @@ class RulerMeasurement(Measurement):
         return line_length_mm(g.mm_to_pixel(x0, y0), g.mm_to_pixel(x1, y1), g.row_spacing, g.col_spacing)
 
     def value_text(self) -> str:
-        return f"{self.length_mm:.1f} mm"
+        return f"{self.length_mm:.1f} mm" + ("" if self.calibrated else " (uncalibrated)")
 
     def _update(self) -> None:
         (x0, y0), (x1, y1) = self.endpoints_mm()
@@ -218,7 +221,7 @@ class EllipseMeasurement(Measurement):
 
     def value_text(self) -> str:
         units = "" if self.volume.is_rgb else (self.volume.metadata.units or "")
-        return self.stats.describe(units)
+        return self.stats.describe(units) + ("" if self.calibrated else " (uncalibrated)")
 
 
 def make_measurement(
