@@ -9,6 +9,7 @@ source grid, the GUI — runs for real). One test runs on the demo study.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -31,6 +32,14 @@ SPHERES = (((8, 30, 40), 7.0), ((16, 62, 80), 5.0))
 
 
 # --------------------------------------------------------------------------- fixtures
+@pytest.fixture(autouse=True)
+def restore_torch_threads():
+    """Analyze caps torch at cores - 1 while the GUI is up; give the next test module its threads back."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def tmp_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Random-initialised detector + small denoiser saved like shipped models (resources/models)."""
@@ -149,6 +158,7 @@ def test_analyze_shows_findings_overlays_and_review(window, qtbot, messages, ora
         assert window.runner.is_busy("analyze")
     record = blocker.args[0]
     assert messages == []
+    assert torch.get_num_threads() == max(1, (os.cpu_count() or 2) - 1)  # capped while the GUI is up
     det_res = record.result.detection
     assert len(det_res.findings) >= 2
     # findings panel: one row per finding, values from the Finding objects

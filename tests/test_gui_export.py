@@ -10,7 +10,15 @@ import pytest
 pytest.importorskip("pytestqt")
 
 from PySide6 import QtCore, QtWidgets  # noqa: E402
-from test_gui_analyze import controller, models, oracle, run_analyze, sphere_volume, tmp_models  # noqa: E402,F401
+from test_gui_analyze import (  # noqa: E402,F401
+    controller,
+    models,
+    oracle,
+    restore_torch_threads,
+    run_analyze,
+    sphere_volume,
+    tmp_models,
+)
 from test_gui_support import gui_settings, messages, no_leaks, window  # noqa: E402,F401
 
 from medviewer.ai.results import ReviewStatus  # noqa: E402

@@ -40,6 +40,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from medviewer.gui.main_window import MainWindow
 
 ANALYZE_CHANNEL = "analyze"
+PREWARM_CHANNEL = "analyze-prewarm"
+PREWARM_DELAY_MS = 0
+"""Importing torch holds the GIL for up to ~0.7 s in one stretch (shared-library loading, measured
+on a loaded 2-core machine): do it once at start-up on a worker, while the user picks a study,
+rather than at the first Analyze while the user reads."""
 DEVICE_PREFIX = "starting on "
 
 
@@ -64,6 +69,22 @@ def installed_models_text() -> str:
         except (OSError, ValueError, AttributeError):
             parts.append(f"{name} not installed")
     return ", ".join(parts)
+
+
+def prewarm_models(progress: Any = None, cancel: Any = None) -> bool:
+    """Import the model code (torch) on a worker so the first Analyze does not stall the GUI.
+
+    Returns True when something had to be imported.
+    """
+    import sys
+
+    if "medviewer.ai.detect" in sys.modules and "medviewer.ai.denoise" in sys.modules:
+        return False
+    import medviewer.ai.denoise  # noqa: F401
+    import medviewer.ai.detect  # noqa: F401
+    import medviewer.ai.pipeline  # noqa: F401
+
+    return True
 
 
 def series_key(volume: Volume) -> str:
@@ -164,6 +185,7 @@ class AnalysisController(QtCore.QObject):
         self.current: AnalysisRecord | None = None
         self._running_key: str | None = None
         self._denoise_running = False
+        self._busy = False
         self._loaded_volume: Volume | None = None
         self._started_at = 0.0
         self.export_dialog: "ExportDialog | None" = None
@@ -229,6 +251,18 @@ class AnalysisController(QtCore.QObject):
         window.runner.task_ended.connect(self._task_ended)
         window.installEventFilter(self)  # closing the window closes the (non-modal) export dialog
         self._sync_actions()
+        self._prewarm_timer = QtCore.QTimer(self)
+        self._prewarm_timer.setSingleShot(True)
+        self._prewarm_timer.timeout.connect(self.prewarm)
+        self._prewarm_timer.start(PREWARM_DELAY_MS)
+
+    def prewarm(self) -> None:
+        """Import the model code on a worker (once), unless Analyze already runs."""
+        import sys
+
+        if self.running or ("medviewer.ai.detect" in sys.modules and "medviewer.ai.denoise" in sys.modules):
+            return
+        self.window.runner.start(PREWARM_CHANNEL, prewarm_models, on_failed=lambda exc: None)
 
     def eventFilter(self, obj: QtCore.QObject, ev: QtCore.QEvent) -> bool:  # noqa: N802 - Qt name
         if obj is self.window and ev.type() == QtCore.QEvent.Type.Close and self.export_dialog is not None:
@@ -251,7 +285,8 @@ class AnalysisController(QtCore.QObject):
     # ------------------------------------------------------------------ running
     @property
     def running(self) -> bool:
-        return self.window.runner.is_busy(ANALYZE_CHANNEL)
+        """True from Analyze until its outcome (results, error or cancel) has been delivered."""
+        return self._busy
 
     def analyze(self) -> bool:
         """Start Analyze on the shown series; False (and a message) when refused."""
@@ -273,6 +308,7 @@ class AnalysisController(QtCore.QObject):
         key = series_key(volume)
         device = self.device
         self._running_key = key
+        self._busy = True
         self._denoise_running = denoise
         self._started_at = time.perf_counter()
 
@@ -326,6 +362,7 @@ class AnalysisController(QtCore.QObject):
         self.window.statusBar().showMessage(f"Analyzing — {label} ({fraction * 100:.0f} %, {elapsed:.0f} s)")
 
     def _on_finished(self, record: AnalysisRecord) -> None:
+        self._busy = False
         self.window.hide_progress()
         key = series_key(record.result.source)
         self.results[key] = record
@@ -338,6 +375,7 @@ class AnalysisController(QtCore.QObject):
         self.analysis_finished.emit(record)
 
     def _on_failed(self, exc: BaseException) -> None:
+        self._busy = False
         self.window.hide_progress()
         from medviewer.errors import MedViewerError
 
@@ -348,6 +386,7 @@ class AnalysisController(QtCore.QObject):
         self._fail("Analysis failed", message)
 
     def _on_cancelled(self) -> None:
+        self._busy = False
         self.window.hide_progress()
         self.window.statusBar().showMessage("Analysis cancelled — nothing was changed.", 6000)
         self._sync_actions()
@@ -519,5 +558,6 @@ __all__ = [
     "install",
     "series_key",
     "installed_models_text",
+    "prewarm_models",
     "ANALYZE_CHANNEL",
 ]
