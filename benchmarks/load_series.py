@@ -17,8 +17,10 @@ fresh subprocess (so peak memory is per loader):
 
 Every loader runs ``--repeat`` times, round-robin with the others, each run
 in a fresh process after an untimed pass over the files (page cache warm);
-the best time is reported, and the largest peak resident memory above the
-process's baseline. It prints the ratios the project's
+the best wall time is reported, the least CPU time (user + system, all
+threads; a fairer figure when other processes share the machine) and the
+largest peak resident memory above the process's baseline. The targets are
+checked on wall time. It prints the ratios the project's
 targets are stated in: uncompressed load <= 0.6 x SimpleITK; RLE <= 0.5 x
 SimpleITK and <= 2 x dcm2niix; peak memory <= 1.5 x the volume's size.
 
@@ -119,19 +121,33 @@ def _worker(method: str, folder: Path, repeat: int) -> dict[str, Any]:
     for p in folder.iterdir():  # warm the page cache the same way for everyone
         p.read_bytes()
     baseline = _rss_bytes()
-    best, best_part = float("inf"), float("inf")
+    best, best_part, best_cpu = float("inf"), float("inf"), float("inf")
+    who = resource.RUSAGE_CHILDREN if method == "dcm2niix" else resource.RUSAGE_SELF
+
+    def cpu() -> float:
+        ru = resource.getrusage(who)
+        return ru.ru_utime + ru.ru_stime
+
     for _ in range(repeat):
+        c = cpu()
         t = time.perf_counter()
         result, part = fn(folder)
         elapsed = time.perf_counter() - t
+        used = cpu() - c
         del result
         if elapsed < best:
             best, best_part = elapsed, part
+        best_cpu = min(best_cpu, used)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     if method == "dcm2niix":
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
         baseline = 0
-    return {"seconds": best, "load_series_seconds": best_part, "peak_bytes": max(0, peak - baseline)}
+    return {
+        "seconds": best,
+        "load_series_seconds": best_part,
+        "cpu_seconds": best_cpu,
+        "peak_bytes": max(0, peak - baseline),
+    }
 
 
 def _measure(method: str, folder: Path, repeat: int) -> dict[str, Any]:
@@ -185,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                     elif "error" not in r:
                         if r["seconds"] < prev["seconds"]:
                             prev["seconds"], prev["load_series_seconds"] = r["seconds"], r["load_series_seconds"]
+                        prev["cpu_seconds"] = min(prev["cpu_seconds"], r["cpu_seconds"])
                         prev["peak_bytes"] = max(prev["peak_bytes"], r["peak_bytes"])
             results[label] = res
     finally:
@@ -193,20 +210,21 @@ def main(argv: list[str] | None = None) -> int:
 
     for label, res in results.items():
         print(f"\n{label}:")
-        print(f"  {'loader':<11} {'seconds':>8} {'peak MiB':>9} {'peak/volume':>12}")
+        print(f"  {'loader':<11} {'seconds':>8} {'CPU s':>7} {'peak MiB':>9} {'peak/volume':>12}")
         for m, r in res.items():
             if "error" in r:
                 print(f"  {m:<11} error: {r['error']}")
                 continue
             extra = f"   (load_series alone {r['load_series_seconds']:.3f} s)" if m == "medviewer" else ""
-            print(f"  {m:<11} {r['seconds']:8.3f} {r['peak_bytes'] / 2**20:9.0f} "
+            print(f"  {m:<11} {r['seconds']:8.3f} {r['cpu_seconds']:7.3f} {r['peak_bytes'] / 2**20:9.0f} "
                   f"{r['peak_bytes'] / volume_bytes:12.2f}{extra}")
         ours = res.get("medviewer", {})
         if "seconds" not in ours:
             continue
         for peer in ("simpleitk", "pydicom", "dcm2niix"):
             if "seconds" in res.get(peer, {}):
-                print(f"  ratio medviewer / {peer}: {ours['seconds'] / res[peer]['seconds']:.2f}")
+                print(f"  ratio medviewer / {peer}: {ours['seconds'] / res[peer]['seconds']:.2f} wall, "
+                      f"{ours['cpu_seconds'] / max(res[peer]['cpu_seconds'], 1e-9):.2f} CPU time")
     checks = []
     unc, rle_res = results.get("uncompressed", {}), results.get("RLE", {})
 
