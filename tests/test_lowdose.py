@@ -112,3 +112,19 @@ def test_volume_progress_and_cancel() -> None:
     assert not np.array_equal(out[0], out[1])  # independent noise per slice
     with pytest.raises(CancelledError):
         simulate_low_dose_volume(vol, 0.25, pixel_mm=3.0, cancel=lambda: True)
+
+
+def test_dose_pair_and_noisy_input(water: tuple[np.ndarray, np.ndarray]) -> None:
+    from medviewer.training.lowdose import simulate_dose_pair
+
+    img, roi = water
+    full, low = simulate_dose_pair(img, QUARTER_DOSE, pixel_mm=PX, seed=3)
+    nf, nl = (full - img)[roi], (low - img)[roi]
+    assert 1.7 < nl.std() / nf.std() < 2.3  # quarter dose: twice the noise
+    # the low-dose counts are a thinning of the full-dose counts: correlated noise, r ~ sqrt(dose)
+    assert 0.3 < np.corrcoef(nf, nl)[0, 1] < 0.7
+    # a noisy full-dose input only gets the extra noise: total ~ that of a quarter-dose scan
+    extra = simulate_low_dose(full, QUARTER_DOSE, pixel_mm=PX, seed=4, input_dose=1.0)
+    assert 0.85 < (extra - img)[roi].std() / nl.std() < 1.15
+    with pytest.raises(ValueError, match="input_dose"):
+        simulate_low_dose(full, 0.5, pixel_mm=PX, input_dose=0.4)

@@ -140,3 +140,15 @@ def test_insert_lesions_into_plain_array() -> None:
             assert i < 22 and out[m].mean() > -600
         else:
             assert out[m].mean() < 50
+
+
+def test_insert_lesions_into_a_volume_uses_its_geometry() -> None:
+    from medviewer.volume import Volume
+
+    direction = np.array([[-1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]])
+    vol = Volume(np.full((10, 48, 48), 60.0, np.float32), spacing=(3.0, 1.5, 1.5), origin=(100.0, -50.0, 20.0), direction=direction)
+    out, labels, lesions = insert_lesions(vol, None, np.random.default_rng(1), 2, kinds=["liver_hyper"], diameter_range_mm=(8.0, 10.0))
+    assert len(lesions) == 2 and out.shape == vol.shape
+    for les in lesions:
+        assert np.allclose(vol.index_to_patient(les.center_index), les.center_mm)
+        assert out[labels == les.label].mean() > 65.0 and les.contrast_hu > 0
