@@ -109,18 +109,23 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def _atomic_save_npy(path: Path, arr: NDArray[Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise ExportError(f"{path.parent}: cannot write the data set ({exc.strerror or exc})") from exc
     try:
         with os.fdopen(fd, "wb") as f:
             np.save(f, arr, allow_pickle=False)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError):
+            raise ExportError(f"{path}: cannot write the data set ({exc.strerror or exc}); finished items are kept") from exc
         raise
 
 
