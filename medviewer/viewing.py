@@ -80,7 +80,7 @@ def orientation_letters(vector: ArrayLike, oblique_threshold: float = 0.25) -> s
         return ""
     v = v / norm
     order = np.argsort(-np.abs(v), kind="stable")
-    letters = []
+    letters: list[str] = []
     for axis in order:
         if abs(v[axis]) >= oblique_threshold or not letters:
             letters.append(_LPS_LETTERS[axis][1 if v[axis] > 0 else 0])

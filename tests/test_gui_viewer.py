@@ -204,7 +204,6 @@ def test_ruler_reads_length_in_mm(shown, qtbot):
 
 def test_ellipse_roi_mean_equals_numpy(shown, qtbot):
     window, vol, view = shown
-    g = view.geometry
     qtbot.keyClick(view, "e")
     p0 = view_point(view, 12.3, 8.1)
     p1 = view_point(view, 40.7, 30.2)

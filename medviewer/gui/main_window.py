@@ -243,7 +243,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.act_open_file = self._action(
             "Open &File…", self.open_file_dialog, "Ctrl+Shift+O", tip="Open a DICOM file, DICOMDIR or zip"
         )
-        self.act_quit = self._action("&Quit", self.close, S.Quit)
+        self.act_quit = self._action("&Quit", self.close, QtGui.QKeySequence(S.Quit))
         self.act_layouts: dict[str, QtGui.QAction] = {}
         group = QtGui.QActionGroup(self)
         for name, key in (("1x1", "Ctrl+1"), ("1x3", "Ctrl+3")):

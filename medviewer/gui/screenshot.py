@@ -142,9 +142,9 @@ def render_screenshot(
             image = window.grab().toImage()
             buf = QtCore.QBuffer()
             buf.open(QtCore.QIODevice.OpenModeFlag.WriteOnly)
-            if not image.save(buf, "PNG"):
+            if not image.save(buf, "PNG"):  # type: ignore[call-overload]
                 raise ExportError(f"{out}: Qt could not encode the PNG")
-            data = bytes(buf.data())
+            data = buf.data().data()
             buf.close()
         finally:
             window.close()
