@@ -11,6 +11,9 @@ It prints:
    GUI thread) and its 99th percentile while the real Analyze action runs
    (``AnalysisController`` -> worker -> ``analyze_volume``: denoise, then
    detect), against the same measure with the GUI idle in the same run (peer);
+   the one-time costs are shown apart: the start-up import of torch on a
+   worker (it holds the GIL for most of a second while loading its libraries)
+   and the first Analyze of a session (loads the weights);
 2. frames per second scrolling the axial view (1x1, and 1x3 with the MPR
    views following) with the analysis results shown — confidence heat map on
    every view and the findings' outlines with labels — against the same window
