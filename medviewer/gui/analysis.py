@@ -205,6 +205,7 @@ class AnalysisController(QtCore.QObject):
             self.denoised_review, "Denoised review", QtCore.Qt.DockWidgetArea.RightDockWidgetArea, tab_with_measurements=False
         )
         self.denoised_dock.hide()
+        self.denoised_dock.visibilityChanged.connect(self._side_dock_shown)
 
         # actions
         self.act_analyze = self._action("&Analyze", self.analyze, "Ctrl+Shift+A",
@@ -506,6 +507,12 @@ class AnalysisController(QtCore.QObject):
             self.window.statusBar().showMessage("No denoised series for this series — Analyze with denoising on.", 5000)
         self._sync_actions()
         return ok
+
+    def _side_dock_shown(self, visible: bool) -> None:
+        if visible and not self.denoised_dock.isFloating():
+            # room for an image next to the findings table
+            self.window.resizeDocks([self.denoised_dock], [max(240, self.window.height() // 2)], QtCore.Qt.Orientation.Vertical)
+            self.denoised_review.sync()
 
     def _denoised_shown(self, on: bool) -> None:
         self.act_denoised.setChecked(on)

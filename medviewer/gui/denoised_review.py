@@ -236,9 +236,13 @@ class DenoisedReviewWidget(QtWidgets.QWidget):
         main, side = self.viewer.views[plane], self.side_views[plane]
         if main.geometry is None or side.geometry is None:
             return
+        # the part of the image the main view shows, fitted to the side view's own shape
+        w_mm, h_mm = side.geometry.size_mm
+        rect = main.view_box.viewRect()
+        part = rect.intersected(QtCore.QRectF(0.0, 0.0, w_mm, h_mm))
         self._syncing = True
         try:
-            side.view_box.setRange(main.view_box.viewRect(), padding=0.0)
+            side.view_box.setRange(part if not part.isEmpty() else rect, padding=0.0)
         finally:
             self._syncing = False
 

@@ -170,11 +170,14 @@ class ExportDialog(QtWidgets.QDialog):
 
     # ------------------------------------------------------------------ choices
     def _suggest_folder(self) -> str:
+        """``<Documents>/MedViewer reports/report-se<N>-<date>`` (never inside the study's folder)."""
+        import datetime as _dt
+
         md = self.volume.metadata
-        src = md.source_files[0] if md.source_files else ""
-        base = Path(src).parent.parent if src else Path.home()
-        name = "medviewer-report" + (f"-se{md.series_number}" if md.series_number is not None else "")
-        return str(base / name)
+        docs = QtCore.QStandardPaths.writableLocation(QtCore.QStandardPaths.StandardLocation.DocumentsLocation)
+        base = Path(docs) if docs else Path.home()
+        se = f"-se{md.series_number}" if md.series_number is not None else ""
+        return str(base / "MedViewer reports" / f"report{se}-{_dt.datetime.now():%Y%m%d-%H%M}")
 
     def _browse(self) -> None:
         path = QtWidgets.QFileDialog.getExistingDirectory(self, "Export report into", self.folder_edit.text())
