@@ -30,6 +30,15 @@ from medviewer.volume import Volume, VolumeMetadata
 SMALL = DenoiserConfig(c0=8, c1=8, c2=16, n_bottom=1)
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny convolutions run fastest on one thread (2 threads on a busy 2-core CI were 10x slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def synthetic_pairs(n: int = 6, size: int = 64, noise: float = 60.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Smooth blobs (full dose) and a correlated-noise copy (low dose): a test stand-in only."""
     rng = np.random.default_rng(seed)
