@@ -97,3 +97,16 @@ def test_headers_are_header_only_and_in_slice_order(tmp_path: Path) -> None:
     )
     assert all("PixelData" not in h for h in vol.metadata.headers)
     assert vol.voxels.flags.c_contiguous and vol.voxels.dtype == np.float32
+
+
+def test_special_files_do_not_hang_the_scan(tmp_path: Path) -> None:
+    import os
+
+    write_series(tmp_path, n_slices=2, rows=8, columns=8)
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "dangling").symlink_to(tmp_path / "missing.dcm")
+    report = scan_with_report(tmp_path)
+    assert len(report.series) == 1
+    reasons = dict(report.skipped)
+    assert reasons[str(tmp_path / "pipe")] == "not a regular file"
+    assert reasons[str(tmp_path / "dangling")] == "not a regular file"

@@ -96,6 +96,9 @@ def _is_dicomdir(path: Path) -> bool:
 
 
 def _file_or_zip(path: Path, skipped: list[tuple[str, str]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    if not path.is_file():  # FIFOs, sockets, devices, broken links: opening a FIFO would block
+        skipped.append((str(path), "not a regular file"))
+        return
     if path.suffix.lower() == ".zip":
         try:
             with zipfile.ZipFile(path) as zf:
