@@ -167,3 +167,28 @@ def test_shutdown_timeout_keeps_a_stubborn_thread_alive(qapp, qtbot):
     assert h.wait(5000)
     workers._ORPHANS.remove(h)
     runner.deleteLater()
+
+
+def test_script_exiting_with_a_running_task_does_not_abort(tmp_path):
+    """Without the at-exit join Qt aborts: "QThread: Destroyed while thread is still running"."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "exit_early.py"
+    script.write_text(
+        "import time\n"
+        "from medviewer.gui.app import ensure_app\n"
+        "from medviewer.gui.workers import TaskRunner\n"
+        "app = ensure_app()\n"
+        "runner = TaskRunner()\n"
+        "def task(progress, cancel):\n"
+        "    while not cancel():\n"
+        "        time.sleep(0.01)\n"
+        "runner.start('busy', task)\n"
+        "time.sleep(0.05)\n"
+    )
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr[-1000:]
+    assert "Destroyed while thread" not in proc.stderr

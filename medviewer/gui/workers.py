@@ -25,10 +25,12 @@ Example (the Analyze worker of issue 7 follows the same pattern)::
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -257,6 +259,7 @@ class TaskRunner(QtCore.QObject):
         super().__init__(parent)
         self._current: dict[str, TaskHandle] = {}
         self._alive: set[TaskHandle] = set()
+        _RUNNERS.add(self)
 
     def start(
         self,
@@ -328,6 +331,28 @@ class TaskRunner(QtCore.QObject):
                 h.setParent(None)
                 _ORPHANS.append(h)
         return ok
+
+
+_RUNNERS: "weakref.WeakSet[TaskRunner]" = weakref.WeakSet()
+
+
+@atexit.register
+def _join_at_exit() -> None:
+    """Safety net: a script that exits without closing its window must not destroy a
+    running QThread (Qt aborts the process: "QThread: Destroyed while thread is still running")."""
+    for runner in list(_RUNNERS):
+        try:
+            handles = list(runner._alive)
+        except RuntimeError:  # the C++ object is already gone
+            continue
+        for h in handles:
+            try:
+                h.superseded = True
+                h.cancel()
+                if not h.thread.wait(QtCore.QDeadlineTimer(5000)):
+                    _ORPHANS.append(h)
+            except RuntimeError:
+                continue
 
 
 def cap_background_threads() -> None:
