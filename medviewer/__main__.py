@@ -1,5 +1,8 @@
+"""``python -m medviewer`` (guarded so process pools can import this module)."""
+
 import sys
 
 from medviewer.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())
