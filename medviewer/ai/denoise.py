@@ -41,8 +41,11 @@ TILE_OVERLAP = 64
 """Margin (px) each tile reads beyond the part it writes: more than the generator's
 receptive-field radius (47 px measured), and a multiple of 8 so tiles keep the
 pixel-unshuffle / stride grid; tiled and untiled results then agree."""
-PADDING_HU = -1024.0
-"""Values below this are padding outside the field of view, not attenuation."""
+PADDING_HU = -1500.0
+"""Values below this are padding outside the field of view (-2000, -3024, ...), not
+attenuation (air is -1000, even with low-dose noise rarely below -1200)."""
+AIR_FLOOR_HU = -1024.0
+"""The network sees values clipped here, as in its training data (int16 HU >= -1024)."""
 BATCH_PIXELS = 4 * 512 * 512
 """Pixels per forward batch on CPU (GPU: 8x)."""
 
@@ -130,14 +133,16 @@ def _pad_to_multiple(x: torch.Tensor, m: int) -> tuple[torch.Tensor, int, int]:
 def _run(model: DenoiserNet, batch: torch.Tensor) -> torch.Tensor:
     """Denoise ``(n, 1, h, w)`` HU (any h, w) on the model's device; returns the same shape.
 
-    Padding outside the scan field (values below :data:`PADDING_HU`, e.g. -2000
-    or -3024) is shown to the network as air and returned unchanged.
+    The network sees HU clipped at :data:`AIR_FLOOR_HU` (as in training);
+    padding outside the scan field (below :data:`PADDING_HU`, e.g. -2000 or
+    -3024) is returned unchanged.
     """
     dtype = next(model.parameters()).dtype
-    x, h, w = _pad_to_multiple(batch.clamp_min(PADDING_HU), SIZE_MULTIPLE)
+    clipped = batch.clamp_min(AIR_FLOOR_HU)
+    x, h, w = _pad_to_multiple(clipped, SIZE_MULTIPLE)
     x = x.to(dtype).contiguous(memory_format=torch.channels_last)
     noise = model.noise(x)[..., :h, :w].float()
-    return torch.where(batch < PADDING_HU, batch, batch - noise)
+    return torch.where(batch < PADDING_HU, batch, clipped - noise)
 
 
 def _tiles(n: int, tile: int, overlap: int) -> list[tuple[int, int, int, int]]:
