@@ -174,7 +174,7 @@ class SliceView(pg.GraphicsView):
         self.overlay_item.setZValue(10)
         self.overlay_item.setLookupTable(overlay_lut(*self._overlay_style))
         self.overlay_item.hide()
-        self.view_box.addItem(self.overlay_item)
+        self.view_box.addItem(self.overlay_item, ignoreBounds=True)  # its crop changes every slice
         colour = _CROSS_COLOURS.get(plane, "#ffffff")
         self._hline = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen(colour, width=1, style=QtCore.Qt.PenStyle.DashLine))
         self._vline = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(colour, width=1, style=QtCore.Qt.PenStyle.DashLine))
@@ -577,16 +577,20 @@ class SliceView(pg.GraphicsView):
                 text.hide()
                 continue
             (x, y, r), label, colour_spec = state
-            colour = pg.mkColor(colour_spec)
-            pen = pg.mkPen(colour, width=2)
-            pen.setCosmetic(True)
-            ellipse.setPen(pen)
+            if ellipse.data(0) != repr(colour_spec):  # pens and text only when they change
+                colour = pg.mkColor(colour_spec)
+                pen = pg.mkPen(colour, width=2)
+                pen.setCosmetic(True)
+                ellipse.setPen(pen)
+                ellipse.setData(0, repr(colour_spec))
+                text.setColor(colour)
+            if text.toPlainText() != label:
+                text.setText(label)
             ellipse.setRect(QtCore.QRectF(x - r, y - r, 2 * r, 2 * r))
-            ellipse.show()
-            if text.toPlainText() != label or text.color != colour:
-                text.setText(label, color=colour)
             text.setPos(x + r * 0.75, y - r * 0.75)
-            text.show()
+            if not ellipse.isVisible():
+                ellipse.show()
+                text.show()
 
     def _update_measurement_visibility(self) -> None:
         now = [m for m in self._measurements if m.slice_index == self.slice_index]
