@@ -65,10 +65,10 @@ class ViewerWidget(QtWidgets.QWidget):
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
-        # black gaps between views; a palette, not a style sheet (a style sheet would cascade
+        # grey dividers between views; a palette, not a style sheet (a style sheet would cascade
         # into the views and put every repaint on Qt's slow style-sheet path)
         palette = self.palette()
-        palette.setColor(QtGui.QPalette.ColorRole.Window, QtGui.QColor(0, 0, 0))
+        palette.setColor(QtGui.QPalette.ColorRole.Window, QtGui.QColor(70, 70, 70))  # viewport dividers
         self.setPalette(palette)
         self.setAutoFillBackground(True)
         self.volume: Volume | None = None
