@@ -110,3 +110,19 @@ def test_special_files_do_not_hang_the_scan(tmp_path: Path) -> None:
     reasons = dict(report.skipped)
     assert reasons[str(tmp_path / "pipe")] == "not a regular file"
     assert reasons[str(tmp_path / "dangling")] == "not a regular file"
+
+
+def test_prefaulted_output_array_behaves_like_a_normal_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pickle
+
+    import medviewer.dicom.load as load_module
+
+    write_series(tmp_path, n_slices=3, rows=16, columns=16)
+    plain = load(tmp_path)
+    monkeypatch.setattr(load_module, "_POPULATE_MIN_BYTES", 0)
+    mapped = load(tmp_path)
+    assert mapped.voxels.flags.writeable and mapped.voxels.flags.c_contiguous
+    np.testing.assert_array_equal(mapped.voxels, plain.voxels)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(mapped.voxels)), plain.voxels)
+    mapped.voxels[0, 0, 0] = 123.0  # writable, independent of the source files
+    assert plain.voxels[0, 0, 0] != 123.0
