@@ -91,7 +91,7 @@ def test_a_few_training_steps_reduce_the_loss():
     torch.manual_seed(0)
     vols = [blob_volume(i) for i in range(3)]
     rng = np.random.default_rng(0)
-    batch = td.sample_batch(vols, rng, 2, [], slices=3, crop=48, p_lesion=1.0, augment=False)
+    batch = td.sample_batch(vols, rng, 2, [], slices=3, crop=32, p_lesion=1.0, augment=False)
     net = build_model()
     opt = torch.optim.AdamW(net.parameters(), lr=3e-3)
 
@@ -101,7 +101,7 @@ def test_a_few_training_steps_reduce_the_loss():
             return td.detector_loss(*net(batch[0]), *batch[1:])[0].item()
 
     before = loss_now()
-    for _ in range(10):
+    for _ in range(6):
         net.train()
         loss, parts = td.detector_loss(*net(batch[0]), *batch[1:])
         opt.zero_grad()

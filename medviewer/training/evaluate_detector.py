@@ -350,7 +350,8 @@ def log_blob_baseline(volume: Volume, max_candidates: int = 100) -> frocm.ScanDe
     lesions) is built for bright blobs and for dark blobs (the negated image),
     and its local maxima over space and scale are found with
     ``skimage.feature.peak_local_max``. The score is the normalised LoG
-    response at the maximum. ``blob_log`` itself is not called because its
+    response at the maximum; maxima outside the body or in bone/air
+    (outside -700..300 HU) are dropped. ``blob_log`` itself is not called because its
     pairwise overlap pruning exhausted memory on these volumes (thousands of
     weak maxima in real CT texture); keeping the strongest
     ``max_candidates`` maxima separated by at least one sigma-sized
@@ -369,17 +370,19 @@ def log_blob_baseline(volume: Volume, max_candidates: int = 100) -> frocm.ScanDe
     for n, r in enumerate(radii_mm):
         sig = (r / math.sqrt(3)) / sp
         cube[n] = -ndimage.gaussian_laplace(img, sigma=sig) * float(np.mean(sig) ** 2)
+    # simple domain rules so the baseline is not swamped by anatomy: centres inside the body
+    # (filled HU > -500 region per slice), not in bone or air (-700 < HU < 300)
+    body = np.stack([ndimage.binary_fill_holes(sl) for sl in (v > -500)])
+    plausible = body & (v > -700) & (v < 300)
     cents, scores = [], []
     for sign in (1.0, -1.0):
-        c = cube * sign
-        best = c.max(axis=0)
-        scale = c.argmax(axis=0)
+        best = (cube * sign).max(axis=0)
+        best[~plausible] = 0.0
         fp = np.ones((3, 5, 5), bool)
         peaks = peak_local_max(best, footprint=fp, threshold_abs=0.01, num_peaks=max_candidates, exclude_border=False)
         for p in peaks:
             cents.append(p.astype(float))
             scores.append(float(best[tuple(p)]))
-            _ = scale[tuple(p)]
     if not cents:
         return frocm.ScanDetections(np.zeros((0, 3)), np.zeros(0))
     cents_a = np.array(cents, float)

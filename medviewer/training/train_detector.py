@@ -342,7 +342,8 @@ def detector_loss(
     The OHEM term is the mean BCE of the hardest ``ohem_fraction`` of the
     negative pixels (at least as many as there are positive pixels), so false
     positives on lesion-like tissue keep a large gradient after the easy
-    background is learnt.
+    background is learnt; a matching term averages the BCE over the positive
+    (lesion) pixels so small lesions are not drowned by the background.
     """
     seg_logit = seg_logit.float()
     heat_logit = heat_logit.float()
@@ -352,10 +353,13 @@ def detector_loss(
     n_pos = int((~neg).sum())
     k = min(neg_losses.numel(), max(int(ohem_fraction * bce.numel()), n_pos, 1))
     ohem = neg_losses.topk(k).values.mean() if k > 0 else bce.new_zeros(())
+    # positive pixels get their own mean so tiny lesions are not drowned by the background
+    pos_px = ~neg
+    pos_term = bce[pos_px].mean() if bool(pos_px.any()) else bce.new_zeros(())
     p = torch.sigmoid(seg_logit)
     inter = (p * seg_t).sum()
     dice = 1.0 - (2 * inter + 1.0) / (p.sum() + seg_t.sum() + 1.0)
-    seg_loss = bce.mean() + ohem + 0.5 * dice
+    seg_loss = bce.mean() + ohem + pos_term + 0.5 * dice
     # CenterNet focal loss (alpha 2, beta 4)
     hp = torch.sigmoid(heat_logit).clamp(1e-4, 1 - 1e-4)
     pos = heat_t >= 1.0
@@ -799,10 +803,11 @@ def main(args: argparse.Namespace) -> int:
         "crop": [CROP_SLICES, CROP_SIZE, CROP_SIZE],
         "time_budget_seconds": time_budget or None,
         "optimizer": "AdamW lr 2e-3 (warm-up, cosine to 2e-4), weight decay 1e-4, grad-norm clip 2",
-        "loss": "BCE + OHEM (hardest 2% negative pixels) + 0.5 soft Dice on the mask; CenterNet focal loss on the centre heat map; smooth-L1 on centre offsets",
+        "loss": "BCE + OHEM (hardest 2% negative pixels) + mean BCE over lesion pixels (added at resume, see note) + 0.5 soft Dice on the mask; CenterNet focal loss on the centre heat map; smooth-L1 on centre offsets",
         "hard_negative_mining": f"every {hn_every} steps, false-positive candidates on 2 training volumes are added to a pool; 20% of crops are centred on it",
         "augmentation": "Gaussian noise (SD 2-30 HU, p=0.5), HU scale 0.97-1.03 and offset +-15 HU, left-right flip",
         "seed": seed,
+        "note": os.environ.get("MEDVIEWER_DETECTOR_NOTE", ""),
         "device": str(device),
         "threads": torch.get_num_threads(),
         "data_generation_seconds": round(data_seconds, 1),
