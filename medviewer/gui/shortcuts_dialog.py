@@ -27,6 +27,8 @@ SHORTCUTS: list[tuple[str, str]] = [
     ("W / L / E / X", "tool: window/level, length ruler, ellipse ROI, crosshair"),
     ("Delete", "delete the selected measurement"),
     ("Ctrl+O / Ctrl+Shift+O", "open folder / open file"),
+    ("Ctrl+Shift+A / Ctrl+Shift+E", "Analyze (AI denoise + lesion detection) / export the report"),  # issue 7
+    ("H / N, P / D", "heat map on-off / next, previous finding / original-denoised pixels"),  # issue 7
     ("F1", "this help"),
 ]
 
