@@ -114,8 +114,9 @@ def test_special_files_do_not_hang_the_scan(tmp_path: Path) -> None:
 
 def test_prefaulted_output_array_behaves_like_a_normal_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import pickle
+    import sys
 
-    import medviewer.dicom.load as load_module
+    load_module = sys.modules["medviewer.dicom.load"]  # the package's `load` attribute is the function
 
     write_series(tmp_path, n_slices=3, rows=16, columns=16)
     plain = load(tmp_path)
