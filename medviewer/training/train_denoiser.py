@@ -51,7 +51,7 @@ from medviewer.ai.denoiser import (
     generator_loss,
     lsgan_discriminator_loss,
 )
-from medviewer.ai.weights import INTENDED_USE, save_weights, write_json_atomic
+from medviewer.ai.weights import INTENDED_USE, save_weights, sha256_of, write_json_atomic
 from medviewer.errors import CancelledError, ModelError
 from medviewer.progress import CancelFn, Progress, ProgressFn, check_cancel, console_progress
 
@@ -634,17 +634,42 @@ def _simulator_parameters() -> dict[str, Any]:
     return params
 
 
-def _install(out: Path, card_extra_metrics: dict[str, Any] | None, gen: DenoiserNet, card: dict[str, Any]) -> Path:
+def _install(out: Path, metrics: dict[str, Any] | None, card: dict[str, Any]) -> Path:
+    """Copy ``out/model/denoiser.safetensors`` byte for byte into resources/models with its card.
+
+    The shipped file is exactly the one ``medviewer evaluate denoiser --weights out/model``
+    scored (safetensors headers are not byte-stable across saves, so it is copied, not re-saved).
+    """
     from medviewer.resources import models_dir
 
-    if card_extra_metrics:
-        card = dict(card)
-        card["metrics"] = card_extra_metrics
-    path = save_weights(MODEL_NAME, gen.state_dict(), card, models_dir())
-    docs = models_dir().parent.parent / "docs"
+    src = out / "model" / f"{MODEL_NAME}.safetensors"
+    dest_dir = models_dir()
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    dest = dest_dir / src.name
+    fd, tmp = tempfile.mkstemp(prefix=f".{src.name}.", suffix=".partial", dir=dest_dir)
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    card = dict(card)
+    card["metrics"] = metrics or {}
+    card["name"] = MODEL_NAME
+    card["sha256"] = sha256_of(dest)
+    card["weights_file"] = dest.name
+    card.setdefault("intended_use", INTENDED_USE)
+    write_json_atomic(dest_dir / f"{MODEL_NAME}.json", card)
+    evaluated = (metrics or {}).get("evaluated_weights_sha256")
+    if evaluated and evaluated != card["sha256"]:
+        print(f"warning: the evaluation in {out / 'evaluation'} scored other weights (sha256 {evaluated[:12]}...)")
+    docs = dest_dir.parent.parent / "docs"
     if (out / "loss_curves.png").is_file() and docs.is_dir():
         shutil.copyfile(out / "loss_curves.png", docs / "denoiser_loss_curves.png")
-    return path
+    return dest
 
 
 def _evaluation_metrics(out: Path) -> dict[str, Any] | None:
@@ -656,7 +681,14 @@ def _evaluation_metrics(out: Path) -> dict[str, Any] | None:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return doc.get("summary", doc) if isinstance(doc, dict) else None
+    if not isinstance(doc, dict):
+        return None
+    metrics = dict(doc.get("summary", {}))
+    metrics["evaluated_weights_sha256"] = (doc.get("model") or {}).get("sha256")
+    metrics["quick"] = doc.get("quick")
+    metrics["protocol"] = doc.get("protocol", "")
+    metrics["source"] = "medviewer evaluate denoiser (results.json / results.md)"
+    return metrics
 
 
 def main(args: argparse.Namespace) -> int:
@@ -722,11 +754,19 @@ def main(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGTERM, old)
     gen = result.generator.cpu()
     card = build_card(gen, cfg, result.step, result.history, info)
-    save_weights(MODEL_NAME, gen.state_dict(), card, out / "model")
-    print(f"\nsaved {out / 'model' / (MODEL_NAME + '.safetensors')} after {result.step} steps", flush=True)
+    model_card = out / "model" / f"{MODEL_NAME}.json"
+    saved_steps = None
+    if model_card.is_file():
+        try:
+            saved_steps = json.loads(model_card.read_text(encoding="utf-8"))["training"]["steps"]
+        except (OSError, ValueError, KeyError, TypeError):
+            saved_steps = None
+    if saved_steps != result.step or not (out / "model" / f"{MODEL_NAME}.safetensors").is_file():
+        save_weights(MODEL_NAME, gen.state_dict(), card, out / "model")
+        print(f"\nsaved {out / 'model' / (MODEL_NAME + '.safetensors')} after {result.step} steps", flush=True)
     if args.install:
         metrics = _evaluation_metrics(out)
-        path = _install(out, metrics, gen, card)
+        path = _install(out, metrics, card)
         print(f"installed {path}" + ("" if metrics else " (no evaluation metrics found in --out/evaluation)"))
     return 0
 
