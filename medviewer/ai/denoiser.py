@@ -102,9 +102,11 @@ class DenoiserNet(nn.Module):
         self.up1 = nn.Sequential(_conv(c1, c0 * 4, k=1), nn.PixelShuffle(2))
         self.dec0 = nn.Sequential(_conv(c0, c0), _act(), _conv(c0, 4))
         # start close to the identity: the last layer predicts little noise
+        last = self.dec0[-1]
+        assert isinstance(last, nn.Conv2d) and last.bias is not None
         with torch.no_grad():
-            self.dec0[-1].weight.mul_(0.1)
-            self.dec0[-1].bias.zero_()
+            last.weight.mul_(0.1)
+            last.bias.zero_()
 
     def noise(self, x_hu: Tensor) -> Tensor:
         """The predicted noise (HU) of ``x_hu`` ``(N, 1, H, W)``, H and W multiples of 8."""

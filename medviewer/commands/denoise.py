@@ -33,7 +33,6 @@ def _run(args: argparse.Namespace) -> int:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ExportError(f"{out}: already exists and is not empty (never overwritten); choose a new folder")
     info = denoiser_info(args.weights)  # fail early on missing weights
-    t0 = time.perf_counter()
     volume = load(src_path, series_uid=args.series, progress=console_progress("load    "))
     t1 = time.perf_counter()
     denoised = denoise_volume(volume, device=args.device, progress=console_progress("denoise "), folder=args.weights)

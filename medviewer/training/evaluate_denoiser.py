@@ -178,7 +178,7 @@ def _save_npz_atomic(path: Path, **arrays: NDArray[Any]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
     os.close(fd)
     try:
-        np.savez(tmp, **arrays)
+        np.savez(tmp, **arrays)  # type: ignore[arg-type]
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
