@@ -264,7 +264,7 @@ def plot_curves(history: dict[str, list[float]], path: Path) -> None:
             s = smooth(history[key])
             axes[0].plot(steps[len(steps) - len(s) :], s, label=key)
     axes[0].set_yscale("log")
-    axes[0].set_title("generator fidelity losses (x1000 HU)")
+    axes[0].set_title("generator fidelity losses (L1, units of 1000 HU)")
     axes[0].set_xlabel("step")
     axes[0].legend()
     if history.get("adv_step"):
@@ -752,6 +752,7 @@ def main(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGTERM, old)
     gen = result.generator.cpu()
+    plot_curves(result.history, out / "loss_curves.png")
     card = build_card(gen, cfg, result.step, result.history, info)
     model_card = out / "model" / f"{MODEL_NAME}.json"
     saved_steps = None
