@@ -39,6 +39,8 @@ MODEL_NAME = "detector"
 DISPLAY_NAME = "medviewer-lesion-detector"
 #: Slices per encoder/decoder batch on the CPU (GPU: 4x); cancel is checked between batches.
 SLICE_BATCH = 4
+#: Use channels_last for the convolutions on the CPU (STYLE.md section 7).
+CHANNELS_LAST = True
 #: Candidates whose raw centre probability is below this are not considered.
 MIN_PEAK_PROB = 0.02
 #: At most this many candidates per volume.
@@ -185,8 +187,12 @@ def predict_maps(
     oh, ow = (h + 1) // OUTPUT_STRIDE, (w + 1) // OUTPUT_STRIDE
     model = model.to(dev)
     use_amp = dev.type == "cuda"
-    if dev.type == "cpu":
-        model = model.to(memory_format=torch.channels_last)
+    # channels_last helps the wide encoder/decoder convolutions on the CPU; the recurrent
+    # cell runs on one slice at a time and is fastest in the default layout
+    channels_last = dev.type == "cpu" and CHANNELS_LAST
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    model.gru.to(memory_format=torch.contiguous_format)
     model.eval()
     if dev.type == "cuda":
         slice_batch *= 4
@@ -204,12 +210,11 @@ def predict_maps(
             idx = torch.arange(b0, min(s, b0 + slice_batch))
             ctx = idx[:, None] + torch.arange(-model.context, model.context + 1)[None, :]
             inp = xn[ctx.clamp(0, s - 1)].flatten(1, 2).to(dev)  # (B, context * windows, H, W)
-            if dev.type == "cpu":
-                inp = inp.contiguous(memory_format=torch.channels_last)
+            inp = inp.contiguous(memory_format=fmt)
             e1, e2, e3 = model.encode(inp)
             e1s.append(e1)
             e2s.append(e2)
-            e3s.append(e3)
+            e3s.append(e3.contiguous())
             done += 1
             tick("detector: encoding slices")
         e3 = torch.cat(e3s)
@@ -237,7 +242,7 @@ def predict_maps(
         for bi, b0 in enumerate(range(0, s, slice_batch)):
             check_cancel(cancel, "lesion detection")
             b1 = min(s, b0 + slice_batch)
-            out = model.decode(e1s[bi], e2s[bi], e3[b0:b1], g[b0:b1])
+            out = model.decode(e1s[bi], e2s[bi], e3[b0:b1].contiguous(memory_format=fmt), g[b0:b1].contiguous(memory_format=fmt))
             outs.append(out[:, :, :oh, :ow].float().cpu())
             done += 1
             tick("detector: decoding slices")
