@@ -631,8 +631,9 @@ def record_metrics_in_card(results: dict[str, Any], folder: Path | None = None) 
             "ece": s["ece_findings_conf_ge_0.05"],
         }
     ev["case_level"] = results["case_level"]
-    if "speed_cpu" in results:
-        ev["speed_cpu"] = results["speed_cpu"]
+    for key, val in results.items():
+        if key.startswith("speed_cpu"):
+            ev[key] = val
     m["evaluation"] = ev
     card["metrics"] = m
     write_json_atomic(card_path("detector", folder), card)
