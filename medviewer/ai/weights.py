@@ -106,6 +106,7 @@ def save_weights(
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         digest = sha256_of(Path(tmp))
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; shipped weights must be world-readable
         os.replace(tmp, wpath)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -128,6 +129,7 @@ def write_json_atomic(path: Path, obj: Any) -> None:
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
