@@ -649,6 +649,7 @@ def _install(out: Path, metrics: dict[str, Any] | None, card: dict[str, Any]) ->
     os.close(fd)
     try:
         shutil.copyfile(src, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a shipped resource is world-readable
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, dest)
