@@ -23,12 +23,27 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         q.add_argument("--threads", type=int, default=None, help="torch CPU threads")
         q.add_argument("--data", type=Path, default=None, help="dataset cache folder")
         q.add_argument(
+            "--minutes",
+            type=float,
+            default=None,
+            help="wall-clock budget: the learning-rate schedule follows max(step/steps, time used/budget) "
+            "and training stops when it is spent",
+        )
+        q.add_argument(
             "--install", action="store_true", help="write the final weights and model card into resources/models"
         )
         q.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    import os
+
+    if args.minutes is not None:
+        if args.minutes <= 0:
+            raise SystemExit("--minutes must be positive")
+        # the training loops read their wall-clock budget from these variables
+        os.environ["MEDVIEWER_TRAIN_MINUTES"] = str(args.minutes)
+        os.environ["MEDVIEWER_DETECTOR_TIME_BUDGET"] = str(args.minutes * 60.0)
     if args.model == "denoiser":
         from medviewer.training.train_denoiser import main
     else:
