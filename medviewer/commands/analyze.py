@@ -81,7 +81,7 @@ def analyze_series(volume: Any, out_dir: Path, args: argparse.Namespace, prefix:
             overwrite=bool(args.force),
             progress=console_progress(prefix + "report "),
         )
-        paths = paths + list(summary.files)
+        print(f"{prefix}report: {len(summary.files)} file(s) in {summary.out_dir}")
         for w in summary.warnings:
             print(f"{prefix}warning: {w}", file=sys.stderr)
     det = result.detection
