@@ -424,8 +424,18 @@ def test_analyze_on_the_demo_study(window, qtbot, messages, demo_folder, tmp_mod
     volume = blocker.args[1]
     assert volume.shape[0] >= 40 and volume.metadata.modality == "CT"
     ctl = controller(window)
-    ctl.act_denoise.setChecked(False)  # keep CI fast: the denoised toggle is tested above
-    record = run_analyze(window, qtbot, timeout=120000)
+    # the whole pipeline (denoise, then detect) when both shipped models are present
+    denoise = shipped and weights_path("denoiser", models_dir()).is_file()
+    ctl.act_denoise.setChecked(denoise)
+    record = run_analyze(window, qtbot, timeout=180000)
+    if denoise:
+        den = record.result.denoised
+        assert den is not None and den.shape == volume.shape
+        k = window.viewer.views["axial"].slice_index
+        qtbot.keyClick(window.viewer.active_view, Qt.Key.Key_D)
+        np.testing.assert_array_equal(window.viewer.views["axial"].displayed_image(), den.voxels[k])
+        qtbot.keyClick(window.viewer.active_view, Qt.Key.Key_D)
+        np.testing.assert_array_equal(window.viewer.views["axial"].displayed_image(), volume.voxels[k])
     findings = record.result.detection.findings
     panel = ctl.findings_panel
     assert panel.table.rowCount() == len(findings) and messages == []
