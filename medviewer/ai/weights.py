@@ -20,6 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from medviewer.errors import ModelError
+from medviewer.fileio import write_json_atomic
 from medviewer.resources import models_dir
 
 INTENDED_USE = "Research use only, not for diagnosis."
@@ -118,22 +119,6 @@ def save_weights(
     card["weights_file"] = wpath.name
     write_json_atomic(card_path(name, folder), card)
     return wpath
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to a temp file in the same folder, fsync, then rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 __all__ = ["load_card", "load_weights", "load_state_into", "save_weights", "sha256_of", "write_json_atomic", "INTENDED_USE"]

@@ -31,6 +31,7 @@ from medviewer import __version__
 from medviewer.errors import CancelledError, ExportError
 from medviewer.progress import CancelFn, Progress, ProgressFn, check_cancel
 from medviewer.volume import Volume, WindowPreset
+from medviewer.fileio import fsync_dir
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
@@ -295,7 +296,7 @@ def write_series(
                 os.fsync(f.fileno())
             written.append(name)
             report((k + 1) / nz, f"writing slice {k + 1}/{nz}")
-        _fsync_dir(partial)
+        fsync_dir(partial)
         _commit_folder(partial, out, overwrite)
     except CancelledError:
         shutil.rmtree(partial, ignore_errors=True)
@@ -311,18 +312,6 @@ def write_series(
         raise
     return [out / n for n in written]
 
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _commit_folder(partial: Path, out: Path, overwrite: bool) -> None:
@@ -340,11 +329,11 @@ def _commit_folder(partial: Path, out: Path, overwrite: bool) -> None:
                 os.replace(old, out)  # put the original back
                 raise
             shutil.rmtree(old, ignore_errors=True)
-            _fsync_dir(out.parent)
+            fsync_dir(out.parent)
             return
         out.rmdir()
     os.replace(partial, out)
-    _fsync_dir(out.parent)
+    fsync_dir(out.parent)
 
 
 __all__ = ["write_series", "CT_IMAGE_STORAGE", "DEFAULT_CT_WINDOWS", "RESEARCH_NOTE"]

@@ -28,6 +28,7 @@ from types import TracebackType
 from typing import Any
 
 from medviewer.errors import ExportError
+from medviewer.fileio import fsync_dir
 
 _CHUNK = 1 << 20
 
@@ -49,19 +50,6 @@ def export_error(path: str | Path, exc: OSError, what: str = "cannot write") -> 
     """Wrap an :class:`OSError` into an :class:`ExportError` naming ``path``."""
     return ExportError(f"{path}: {what}: {_reason(exc)}")
 
-
-def _fsync_dir(folder: Path) -> None:
-    """fsync a folder so a rename in it is durable (no-op where unsupported)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
@@ -126,7 +114,7 @@ def write_bytes(path: str | Path, data: bytes | bytearray | memoryview, *, overw
                 os.unlink(tmp)
         else:
             os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except OSError as exc:
         raise export_error(path, exc) from exc
     finally:
@@ -257,7 +245,7 @@ class AtomicExportDir:
         dest = self.destination
         old: Path | None = None
         try:
-            _fsync_dir(self.path)
+            fsync_dir(self.path)
             if dest.exists():
                 if folder_has_content(dest):
                     if not self.overwrite:
@@ -267,7 +255,7 @@ class AtomicExportDir:
                 else:
                     os.rmdir(dest)
             os.rename(self.path, dest)
-            _fsync_dir(dest.parent)
+            fsync_dir(dest.parent)
         except OSError as exc:
             if old is not None and not dest.exists():
                 try:
