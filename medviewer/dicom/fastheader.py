@@ -252,7 +252,7 @@ def build_dataset(header: FastHeader, path: str, preamble: bytes) -> Any:
     from pydicom.dataset import FileDataset, FileMetaDataset
 
     meta = FileMetaDataset()
-    meta._dict.update(header.meta)
+    meta._dict.update(header.meta)  # type: ignore[arg-type]  # raw elements keyed by int tags, as dcmread
     ds = FileDataset(path, {}, preamble=preamble, file_meta=meta, is_implicit_VR=header.implicit, is_little_endian=True)
-    ds._dict.update(header.elements)
+    ds._dict.update(header.elements)  # type: ignore[arg-type]
     return ds

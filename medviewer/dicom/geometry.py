@@ -454,9 +454,9 @@ def build_blocks(frames: list[Frame]) -> tuple[list[Block], list[str]]:
             continue
         normal = _normal(gframes[0].orientation)  # type: ignore[arg-type]
         d = np.asarray([np.dot(f.position, normal) for f in gframes], dtype=np.float64)  # type: ignore[arg-type]
-        parts, why = _split_repeats(gframes, d)
-        if why:
-            notes.append(why)
+        parts, repeat_note = _split_repeats(gframes, d)
+        if repeat_note:
+            notes.append(repeat_note)
         for label, idx in parts:
             sub = [gframes[i] for i in idx]
             dsub = d[idx]

@@ -143,13 +143,13 @@ def _read_native(entry: FileEntry, items: list[tuple[int, Frame]], ctx: _Context
     if px.length < needed:
         raise TruncatedPixelDataError(f"pixel data has {px.length} bytes, {needed} expected", entry.path)
     buf = np.empty(n_px, dtype=dtype)
-    view = memoryview(buf).cast("B")
+    view = memoryview(buf).cast("B")  # type: ignore[arg-type]
     with entry.open(max_bytes=ctx.budget) as fp:
         for k, frame in sorted(items, key=lambda it: it[1].index):
             if ctx.stop.is_set():
                 return
             fp.seek(px.offset + frame.index * frame_bytes)
-            got = fp.readinto(view)
+            got = fp.readinto(view)  # type: ignore[attr-defined]
             if got != frame_bytes:
                 raise TruncatedPixelDataError(
                     f"file ends inside frame {frame.index + 1}: {got} of {frame_bytes} bytes", entry.path

@@ -252,7 +252,7 @@ def read_entry(
             if data is not None:
                 head = data[:4096]
             else:  # peek: no extra read or seek for the buffered file
-                head = fp.peek(4096)[:4096]  # type: ignore[attr-defined]
+                head = fp.peek(4096)[:4096]  # type: ignore[attr-defined,union-attr]
             deflated = _DEFLATED_TS_BYTES in head
             if deflated:
                 _check_deflate(fp, path, budget)

@@ -68,8 +68,8 @@ def _parse(raw: bytes, vr: str, little: bool) -> Any:
         return None
     parts = [p.strip() for p in text.split("\\")]
     conv = float if vr == "DS" else int
-    vals = [conv(p) for p in parts]
-    return vals[0] if len(vals) == 1 else vals
+    numbers: list[float | int] = [conv(p) for p in parts]
+    return numbers[0] if len(numbers) == 1 else numbers
 
 
 def value(ds: Any, keyword: str, default: Any = None) -> Any:
