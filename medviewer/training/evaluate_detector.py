@@ -47,6 +47,7 @@ from medviewer.errors import ModelError
 from medviewer.progress import CancelFn, Progress, ProgressFn, check_cancel, console_progress
 from medviewer.resources import cache_dir
 from medviewer.training import froc as frocm
+from medviewer.training.datasets import DATASET_VERSION
 from medviewer.volume import Volume, VolumeMetadata
 
 EVAL_SEED0 = 1_000_000
@@ -264,6 +265,15 @@ def real_background_cases(
 
 
 # --------------------------------------------------------------------------- cache
+def eval_cache_dir() -> Path:
+    """Cache of the test volumes and baseline results, per phantom engine version.
+
+    The LoG baseline results cached next to the volumes depend on them, so
+    the whole folder is versioned (an older engine's cache is never read).
+    """
+    return cache_dir() / f"detector_eval_v{DATASET_VERSION}"
+
+
 def _case_path(folder: Path, name: str) -> Path:
     return folder / f"{name}.npz"
 
@@ -286,6 +296,7 @@ def save_case(case: EvalCase, folder: Path) -> None:
             centers=case.centers_mm,
             diameters=case.diameters_mm,
             kinds=np.array(case.kinds, dtype="U32"),
+            dataset_version=np.array(DATASET_VERSION),
         )
         f.flush()
         os.fsync(f.fileno())
@@ -293,12 +304,19 @@ def save_case(case: EvalCase, folder: Path) -> None:
 
 
 def load_case(folder: Path, name: str) -> EvalCase | None:
-    """A cached test case, or None."""
+    """A cached test case, or None (also when it was made by another phantom engine version).
+
+    The cache is stamped with :data:`medviewer.training.datasets.DATASET_VERSION`:
+    test phantoms made by an older engine differ in anatomy from what current
+    training data and users see, so they are regenerated rather than reused.
+    """
     path = _case_path(folder, name)
     if not path.is_file():
         return None
     try:
         with np.load(path) as z:
+            if "dataset_version" not in z.files or int(z["dataset_version"]) != DATASET_VERSION:
+                return None
             vol = Volume(
                 z["voxels"],
                 tuple(z["spacing"].tolist()),  # type: ignore[arg-type]
@@ -512,7 +530,7 @@ def evaluate(
         shape, spacing = PHANTOM_SHAPE, PHANTOM_SPACING
         real_names, per_slice, n_sl = REAL_SLICES, REAL_VOLUMES_PER_SLICE, REAL_SLICES_PER_VOLUME
     seed0 = EVAL_SEED0 + 1000 * int(seed)
-    cache = cache_dir() / "detector_eval"
+    cache = eval_cache_dir()
     phantoms = phantom_cases(n_ph, seed0, shape, spacing, prog.sub(0.0, 0.3), cancel, cache)
     real = real_background_cases(per_slice, n_sl, seed0, real_names, prog.sub(0.3, 0.4), cancel, cache)
     sets = {"held-out phantoms": phantoms, "real-background": real}
@@ -660,6 +678,7 @@ __all__ = [
     "measure_speed",
     "evaluate",
     "save_case",
+    "eval_cache_dir",
     "load_case",
     "record_metrics_in_card",
     "main",

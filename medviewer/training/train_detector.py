@@ -39,7 +39,7 @@ from numpy.typing import NDArray
 from scipy.special import expit
 from safetensors.torch import load_file, save_file
 
-from medviewer.ai.detect import MODEL_NAME, extract_candidates, predict_maps
+from medviewer.ai.detect import MODEL_NAME, extract_candidates, predict_maps_tta
 from medviewer.ai.detector import (
     ARCHITECTURE,
     CONTEXT,
@@ -60,6 +60,7 @@ from medviewer.errors import ModelError
 from medviewer.progress import CancelFn, Progress, ProgressFn, check_cancel, console_progress
 from medviewer.resources import cache_dir, models_dir
 from medviewer.training import froc as frocm
+from medviewer.training.datasets import DATASET_VERSION
 
 #: Size (slices, rows, columns) of the training phantoms at the internal spacing.
 TRAIN_SHAPE: tuple[int, int, int] = (40, 256, 256)
@@ -71,6 +72,9 @@ CROP_SLICES = 8
 CROP_SIZE = 112
 N_TRAIN = 96
 N_VAL = 16
+#: Inference with left-right flip test-time augmentation (recorded in the card's ``"inference"``;
+#: calibration is fitted on the same pipeline).
+FLIP_TTA = True
 
 
 # --------------------------------------------------------------------------- data
@@ -128,14 +132,26 @@ def _save_volume(v: TrainVolume, path: Path) -> None:
             diameters=v.diameters,
             kinds=np.array(v.kinds, dtype="U32"),
             seed=np.array(v.seed),
+            dataset_version=np.array(DATASET_VERSION),
         )
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
-def _read_volume(path: Path) -> TrainVolume:
+def _read_volume(path: Path, check_version: bool = True) -> TrainVolume:
+    """Read a cached training volume.
+
+    Raises ``ValueError`` when the file was written by another version of the
+    phantom engine (:data:`medviewer.training.datasets.DATASET_VERSION`, or
+    none recorded): the anatomy changed between versions, and training on
+    stale phantoms while evaluating on current ones silently opens a gap.
+    """
     with np.load(path) as z:
+        if check_version:
+            found = int(z["dataset_version"]) if "dataset_version" in z.files else None
+            if found != DATASET_VERSION:
+                raise ValueError(f"{path} holds phantom data version {found}, expected {DATASET_VERSION}")
         return TrainVolume(
             hu=z["hu"],
             labels=z["labels"],
@@ -161,8 +177,9 @@ def load_volumes(
     ``seed0 + i``, shape ``shape`` and spacing :data:`INTERNAL_SPACING`; every
     volume whose index falls on the ``lesion_free_fraction`` grid is
     lesion-free, the others carry 1-6 lesions. Each volume is cached as
-    ``<seed>_<shape>.npz`` (written atomically), so an interrupted generation
-    resumes where it stopped.
+    ``<seed>_<shape>.npz`` (written atomically, stamped with the phantom
+    engine's ``DATASET_VERSION``), so an interrupted generation resumes where
+    it stopped; a cached volume of another engine version is regenerated.
     """
     prog = Progress(progress)
     folder.mkdir(parents=True, exist_ok=True)
@@ -387,9 +404,13 @@ def detector_loss(
 
 # --------------------------------------------------------------------------- evaluation helpers
 def volume_candidates(
-    model: LesionNet, hu: NDArray[Any], device: torch.device | str = "cpu", cancel: CancelFn | None = None
+    model: LesionNet,
+    hu: NDArray[Any],
+    device: torch.device | str = "cpu",
+    cancel: CancelFn | None = None,
+    flip_tta: bool = False,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-    """Candidates of a volume at the internal spacing.
+    """Candidates of a volume at the internal spacing (``flip_tta``: see :func:`~medviewer.ai.detect.predict_maps_tta`).
 
     Returns
     -------
@@ -397,7 +418,7 @@ def volume_candidates(
     logits : (m,)
     diameters_mm : (m,)
     """
-    seg_logit, heat_logit, offset = predict_maps(model, np.asarray(hu, np.float32), device, cancel=cancel)
+    seg_logit, heat_logit, offset = predict_maps_tta(model, np.asarray(hu, np.float32), device, cancel=cancel, flip_tta=flip_tta)
     seg_prob = expit(seg_logit)
     ospacing = (INTERNAL_SPACING[0], INTERNAL_SPACING[1] * OUTPUT_STRIDE, INTERNAL_SPACING[2] * OUTPUT_STRIDE)
     cands, _ = extract_candidates(seg_prob, heat_logit, ospacing, offset=offset)
@@ -416,8 +437,11 @@ def validate(
     device: torch.device | str = "cpu",
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
+    flip_tta: bool = False,
 ) -> dict[str, Any]:
     """Candidates on validation volumes: fit calibration; FROC/CPM and ECE.
+
+    ``flip_tta`` must match the inference pipeline the calibration is for.
 
     Returns a dict with ``temperature``, ``bias``, ``cpm``, ``sens_at``,
     ``ece_raw``, ``ece`` and the raw per-candidate ``logits``/``hits``.
@@ -428,7 +452,7 @@ def validate(
     model.eval()
     for n, v in enumerate(vols):
         check_cancel(cancel, "validation")
-        c, lg, _ = volume_candidates(model, v.hu, device, cancel)
+        c, lg, _ = volume_candidates(model, v.hu, device, cancel, flip_tta)
         t = frocm.ScanTruth(v.centers * sp, v.diameters)
         d = frocm.ScanDetections(c * sp, lg)
         is_tp, _ = frocm.match_candidates(t, d)
@@ -593,6 +617,7 @@ def make_card(
             "abnormality_score": "maximum calibrated finding confidence of the volume (0 without candidates)",
         },
         "calibration": calibration,
+        "inference": {"flip_tta": FLIP_TTA},
         "threshold": 0.5,
         "min_confidence": 0.05,
         "training": train_info,
@@ -635,7 +660,7 @@ def finalize(
     progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
     """Calibrate on the validation volumes, write ``run/detector.*`` and optionally install."""
-    res = validate(model, val, device, progress)
+    res = validate(model, val, device, progress, flip_tta=FLIP_TTA)
     calibration = {
         "method": "temperature scaling (with offset) of the centre heat-map peak logit, fitted by NLL on validation phantoms",
         "temperature": round(res["temperature"], 5),
@@ -782,7 +807,12 @@ def main(args: argparse.Namespace) -> int:
                 save_checkpoint(run, model, opt, state, rng)
                 plot_losses(history, run / "loss_curves.png")
     except KeyboardInterrupt:
-        state.update(step=step, history=history, hard_negatives=[list(h) for h in hard])
+        state.update(
+            step=step,
+            history=history,
+            hard_negatives=[list(h) for h in hard],
+            train_seconds=float(state.get("train_seconds", 0.0)) + time.time() - t_last,
+        )
         save_checkpoint(run, model, opt, state, rng)
         raise
     now = time.time()
