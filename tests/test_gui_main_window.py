@@ -366,3 +366,27 @@ def test_radiograph_letters_from_patient_orientation(window, qtbot):
     view = window.viewer.views["axial"]
     ruler = view.measure("ruler", (10.0, 10.0), (110.0, 10.0))  # RG1 has no pixel spacing
     assert ruler.value_text() == "100.0 mm (uncalibrated)"
+
+
+def test_screenshot_with_analyze_shows_the_analysis(qapp, no_leaks, ct_folder, tmp_path, monkeypatch):
+    """`medviewer screenshot --analyze` runs the real pipeline (shipped models) before rendering."""
+    from medviewer.ai.weights import weights_path
+    from medviewer.cli import main
+    from medviewer.gui import analysis
+
+    if not (weights_path("detector").is_file() and weights_path("denoiser").is_file()):
+        pytest.skip("shipped model weights are absent")
+    applied = []
+    real_apply = analysis.AnalysisController._apply
+
+    def spy(self, record):
+        applied.append(record)
+        return real_apply(self, record)
+
+    monkeypatch.setattr(analysis.AnalysisController, "_apply", spy)
+    out = tmp_path / "analyzed.png"
+    assert main(["screenshot", str(ct_folder), "--analyze", "--out", str(out), "--size", "900x600"]) == 0
+    assert out.is_file() and QtGui.QImage(str(out)).width() == 900
+    (record,) = applied
+    assert record.result.denoised is not None  # denoise, then detect, as the Analyze action
+    assert record.result.detection.confidence.shape == record.result.source.shape

@@ -28,6 +28,9 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--layout", choices=("1x1", "1x3"), default="1x1", help="viewer layout")
     p.add_argument("--size", default="1600x1000", help="window size WIDTHxHEIGHT in pixels")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument(
+        "--analyze", action="store_true", help="run Analyze (denoise + detect) first and show its overlays and findings"
+    )
     p.set_defaults(func=_run)
 
 
@@ -52,6 +55,7 @@ def _run(args: argparse.Namespace) -> int:
         layout=args.layout,
         size=(width, height),
         overwrite=bool(args.overwrite),
+        analyze=bool(args.analyze),
     )
     print(f"wrote {path}")
     return 0

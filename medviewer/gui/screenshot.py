@@ -63,6 +63,7 @@ def render_screenshot(
     layout: str = "1x1",
     size: tuple[int, int] = (1600, 1000),
     overwrite: bool = True,
+    analyze: bool = False,
     progress: ProgressFn | None = None,
 ) -> Path:
     """Open ``path`` in a MainWindow offscreen, show one series, save a PNG atomically.
@@ -80,6 +81,10 @@ def render_screenshot(
     preset : str, optional
         ``"lung"``, ``"soft tissue"``/``"soft-tissue"``, ... or ``"0"``-``"5"``.
     layout : {"1x1", "1x3"}
+    analyze : bool
+        Run Analyze (denoise + detect, the same pipeline as ``medviewer
+        analyze``) first and show its heat map, outlines and findings panel;
+        without ``slice_number`` the view goes to the most confident finding.
     size : (width, height)
         Window size in pixels.
 
@@ -128,6 +133,15 @@ def render_screenshot(
                     window.viewer.apply_preset(int(preset) if str(preset).isdigit() else str(preset))
                 except ValueError as exc:
                     raise MedViewerError(str(exc)) from exc
+            if analyze:
+                from medviewer.gui.analysis import run_analysis
+
+                record = run_analysis(volume, denoise=True, device=None, progress=progress, cancel=None)
+                window.analysis._apply(record)
+                findings = record.result.detection.findings
+                if findings and slice_number is None:
+                    window.analysis.show_finding(findings[0])
+                    window.analysis.findings_panel.select_finding(findings[0].id)
             if slice_number is not None:
                 n = volume.n_slices
                 if not 1 <= int(slice_number) <= n:
