@@ -166,6 +166,24 @@ def test_rejected_findings_can_be_kept_in_seg(case: Case, tmp_path: Path) -> Non
     assert len(raw.SegmentSequence) == len(case.result.findings)
 
 
+def test_min_confidence_reports_reviewed_and_confident_findings(case: Case, tmp_path: Path) -> None:
+    import dataclasses
+
+    findings = [dataclasses.replace(f) for f in case.result.findings]
+    low = findings[-1]
+    low.status, low.note = ReviewStatus.PENDING, ""  # an unreviewed candidate below the threshold
+    result = dataclasses.replace(case.result, findings=findings)
+    s = export_report(case.volume, result, tmp_path / "r", formats=["json"], min_confidence=0.5)
+    reported = json.loads((s.out_dir / "findings.json").read_text())["findings"]
+    assert [f["id"] for f in reported] == [f.id for f in findings if f.confidence >= 0.5]
+    assert any("below 50%" in w for w in s.warnings)
+    # a reviewed finding is reported whatever its confidence
+    low.status = ReviewStatus.REJECTED
+    s = export_report(case.volume, result, tmp_path / "r2", formats=["json"], min_confidence=0.5)
+    assert len(json.loads((s.out_dir / "findings.json").read_text())["findings"]) == len(findings)
+    assert not s.warnings
+
+
 def _pdf_text(path: Path) -> str:
     return "\n".join(page.extract_text() for page in PdfReader(path).pages)
 

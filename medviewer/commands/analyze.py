@@ -33,6 +33,9 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     rep.add_argument("--deidentify", action="store_true", help="de-identify the report (PS3.15 Basic Profile)")
     rep.add_argument("--paper", default="A4", choices=("A4", "Letter"), help="PDF paper size")
     rep.add_argument("--impression", default="", help="the reader's free-text impression for the PDF and SR")
+    rep.add_argument(
+        "--all-findings", action="store_true", help="report every candidate, not only those at the model's display threshold"
+    )
     rep.add_argument("--fractional-seg", action="store_true", help="also write the confidence map as a FRACTIONAL SEG")
     p.set_defaults(func=_run)
 
@@ -77,6 +80,7 @@ def analyze_series(volume: Any, out_dir: Path, args: argparse.Namespace, prefix:
             impression=args.impression,
             deidentify=bool(args.deidentify),
             include_fractional=bool(args.fractional_seg),
+            min_confidence=None if args.all_findings else result.detection.threshold,
             paper=args.paper,
             overwrite=bool(args.force),
             progress=console_progress(prefix + "report "),

@@ -543,6 +543,7 @@ class AnalysisController(QtCore.QObject):
             self.export_dialog.export_finished.connect(
                 lambda s: self.window.statusBar().showMessage(f"Report written to {s.out_dir}", 10000)
             )
+        self.export_dialog.min_confidence = float(self.current.extra.get("threshold", res.detection.threshold))
         self.export_dialog.show()
         self.export_dialog.raise_()
         return self.export_dialog

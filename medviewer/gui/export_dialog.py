@@ -87,6 +87,8 @@ class ExportDialog(QtWidgets.QDialog):
         parent: QtWidgets.QWidget | None = None,
     ) -> None:
         super().__init__(parent)
+        self.min_confidence: float | None = None
+        """Report findings at or above this confidence plus every reviewed one (the panel's threshold)."""
         self.setWindowTitle("Export report — research use only, not for diagnosis")
         self.setModal(False)
         self.volume = volume
@@ -203,6 +205,7 @@ class ExportDialog(QtWidgets.QDialog):
             "formats": self.formats(),
             "paper": self.paper_combo.currentText(),
             "overwrite": self.overwrite_check.isChecked(),
+            "min_confidence": self.min_confidence,
         }
 
     # ------------------------------------------------------------------ running

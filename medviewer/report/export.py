@@ -36,13 +36,13 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from medviewer.ai.results import DetectionResult
+from medviewer.ai.results import DetectionResult, ReviewStatus
 from medviewer.errors import ExportError
 from medviewer.progress import CancelFn, Progress, ProgressFn, check_cancel
 from medviewer.report import atomic
@@ -155,6 +155,7 @@ def export_report(
     formats: Collection[str] = ALL_FORMATS,
     include_fractional: bool = False,
     include_rejected_in_seg: bool = False,
+    min_confidence: float | None = None,
     paper: str = "A4",
     overwrite: bool = False,
     progress: ProgressFn | None = None,
@@ -186,6 +187,10 @@ def export_report(
         Also write the confidence map as a FRACTIONAL SEG.
     include_rejected_in_seg : bool
         Keep rejected findings as segments of the binary SEG.
+    min_confidence : float, optional
+        Report only findings at or above this confidence (e.g. the display
+        threshold the reader used) plus every finding the reader reviewed
+        (accepted, rejected or annotated); None reports all findings.
     paper : {"A4", "Letter"}
     overwrite : bool
         Replace a non-empty ``out_dir``.
@@ -213,6 +218,14 @@ def export_report(
     ['findings.json', 'findings.csv', 'seg.dcm', 'sr.dcm', 'keyimages/finding_01.png', ..., 'report.pdf']
     """
     chosen = _validate(volume, result, formats, paper, signed, reader_name)
+    omitted = 0
+    if min_confidence is not None:
+        kept = [
+            f for f in result.findings
+            if f.confidence >= min_confidence or f.status is not ReviewStatus.PENDING or f.note
+        ]
+        omitted = len(result.findings) - len(kept)
+        result = replace(result, findings=kept)
     out_dir = Path(out_dir)
     prog = Progress(progress)
     check_cancel(cancel, "report export")
@@ -234,6 +247,10 @@ def export_report(
     text: Callable[[str], str] = deid.clean_text if deid is not None else (lambda s: s)
     # The Basic Profile does not clean pixels: images that declare burned-in text may show PHI.
     warnings: list[str] = []
+    if omitted:
+        warnings.append(
+            f"{omitted} unreviewed candidate(s) below {min_confidence:.0%} confidence not reported (see findings.json of the analysis)"
+        )
     burned_in = deid is not None and any(
         str(h.get("BurnedInAnnotation", "")).upper() == "YES" for h in volume.metadata.headers
     )
