@@ -28,14 +28,13 @@ def fsync_dir(folder: str | Path) -> None:
         os.close(fd)
 
 
-def write_json_atomic(path: str | Path, obj: Any, mode: int = 0o644) -> Path:
-    """Write ``obj`` as JSON to a temp file beside ``path``, fsync, then rename over ``path``."""
+def write_bytes_atomic(path: str | Path, data: bytes, mode: int = 0o644) -> Path:
+    """Write ``data`` to a temp file beside ``path``, fsync, then rename over ``path``."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)  # mkstemp creates 0600
@@ -47,4 +46,14 @@ def write_json_atomic(path: str | Path, obj: Any, mode: int = 0o644) -> Path:
     return path
 
 
-__all__ = ["fsync_dir", "write_json_atomic"]
+def write_text_atomic(path: str | Path, text: str, mode: int = 0o644) -> Path:
+    """UTF-8 text variant of :func:`write_bytes_atomic`."""
+    return write_bytes_atomic(path, text.encode("utf-8"), mode)
+
+
+def write_json_atomic(path: str | Path, obj: Any, mode: int = 0o644) -> Path:
+    """Write ``obj`` as indented JSON (trailing newline) atomically."""
+    return write_text_atomic(path, json.dumps(obj, indent=2) + "\n", mode)
+
+
+__all__ = ["fsync_dir", "write_bytes_atomic", "write_text_atomic", "write_json_atomic"]

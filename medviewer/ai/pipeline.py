@@ -24,6 +24,7 @@ from medviewer.ai.results import DetectionResult
 from medviewer.errors import ExportError
 from medviewer.progress import CancelFn, Progress, ProgressFn, check_cancel
 from medviewer.volume import Volume
+from medviewer.fileio import write_text_atomic
 
 FINDINGS_FILE = "findings.json"
 CONFIDENCE_FILE = "confidence.nii.gz"
@@ -156,20 +157,6 @@ def _write_nifti(array: NDArray[Any], volume: Volume, dest: Path) -> None:
         raise
 
 
-def _write_text(text: str, dest: Path) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def findings_label_map(detection: DetectionResult, shape: tuple[int, int, int]) -> NDArray[np.uint16]:
     """A ``(z, y, x)`` uint16 map holding each finding's id inside its mask (0 elsewhere)."""
     out = np.zeros(shape, dtype=np.uint16)
@@ -233,7 +220,7 @@ def write_analysis(result: AnalysisResult, out_dir: str | Path, overwrite: bool 
         written.append(out / CONFIDENCE_FILE)
         _write_nifti(findings_label_map(det, result.source.shape), result.source, out / LABELS_FILE)
         written.append(out / LABELS_FILE)
-        _write_text(json.dumps(doc, indent=2) + "\n", out / FINDINGS_FILE)
+        write_text_atomic(out / FINDINGS_FILE, json.dumps(doc, indent=2) + "\n")
         written.append(out / FINDINGS_FILE)
     except (OSError, RuntimeError) as exc:  # SimpleITK raises RuntimeError on write failures
         raise ExportError(f"cannot write the analysis into {out}: {exc}") from exc

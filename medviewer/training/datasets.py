@@ -49,6 +49,7 @@ from numpy.typing import NDArray
 from medviewer.errors import CancelledError, ExportError
 from medviewer.progress import CancelFn, Progress, ProgressFn, check_cancel
 from medviewer.training.phantom import EVALUATION_SEED_BASE, TRAINING_SEED_LIMIT, make_phantom
+from medviewer.fileio import write_bytes_atomic
 
 DATASET_VERSION = 2
 """Bumped when the generator changes in a way that invalidates caches."""
@@ -86,26 +87,10 @@ def _param_folder(cache_dir: Path, kind: str, params: dict[str, Any]) -> Path:
         root.mkdir(parents=True, exist_ok=True)
         info = root / "dataset.json"
         if not info.exists():
-            _atomic_write_bytes(info, (json.dumps({"kind": kind, "version": DATASET_VERSION, "params": params}, indent=2, sort_keys=True) + "\n").encode())
+            write_bytes_atomic(info, (json.dumps({"kind": kind, "version": DATASET_VERSION, "params": params}, indent=2, sort_keys=True) + "\n").encode())
     except OSError as exc:
         raise ExportError(f"cannot create the data set folder {root}: {exc.strerror or exc}") from exc
     return root
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def _atomic_save_npy(path: Path, arr: NDArray[Any]) -> None:
@@ -270,7 +255,7 @@ def _denoise_job(root: str, pseed: int, slices: int, size: int, pixel_mm: float,
     _atomic_save_npy(rootp / f"{pseed:07d}.full.npy", _to_int16(full))
     _atomic_save_npy(rootp / f"{pseed:07d}.low.npy", _to_int16(low))
     meta = {"seed": pseed, "doses": dose_list, "contrast": ph.contrast, "lesions": [les.to_dict() for les in ph.lesions]}
-    _atomic_write_bytes(marker, (json.dumps(meta, indent=1) + "\n").encode())
+    write_bytes_atomic(marker, (json.dumps(meta, indent=1) + "\n").encode())
 
 
 def build_denoising_pairs(
@@ -409,7 +394,7 @@ def _detect_job(root: str, vseed: int, shape: tuple[int, int, int], spacing: tup
     _atomic_save_npy(rootp / f"{vseed:07d}.labels.npy", ph.labels.astype(np.int16))
     meta = {"seed": vseed, "spacing": list(ph.volume.spacing), "origin": list(ph.volume.origin), "contrast": ph.contrast,
             "lesions": [les.to_dict() for les in ph.lesions]}
-    _atomic_write_bytes(marker, (json.dumps(meta, indent=1) + "\n").encode())
+    write_bytes_atomic(marker, (json.dumps(meta, indent=1) + "\n").encode())
 
 
 def build_detection_volumes(

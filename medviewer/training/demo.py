@@ -28,6 +28,7 @@ import numpy as np
 
 from medviewer.errors import CancelledError, ExportError
 from medviewer.progress import CancelFn, Progress, ProgressFn, check_cancel
+from medviewer.fileio import write_text_atomic
 
 DEMO_VERSION = 1
 """Bumped when the demo content changes; :func:`ensure_demo_study` then rewrites it."""
@@ -47,22 +48,6 @@ DEMO_LESIONS: tuple[tuple[str, tuple[float, float]], ...] = (
 NORMAL_DIR = "normal_dose"
 LOW_DIR = "low_dose"
 GROUND_TRUTH = "lesions.json"
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def write_demo_study(
@@ -190,7 +175,7 @@ def write_demo_study(
             "contrast_phase": "portal venous",
             "lesions": [les.to_dict() for les in lesions],
         }
-        _atomic_text(partial / GROUND_TRUTH, json.dumps(truth, indent=2) + "\n")
+        write_text_atomic(partial / GROUND_TRUTH, json.dumps(truth, indent=2) + "\n")
         if out.exists():
             if any(out.iterdir()):
                 if not overwrite:
