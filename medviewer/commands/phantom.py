@@ -64,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
         truth = {"phantom_seed": args.seed, "dose_fraction": dose, "contrast": ph.contrast,
                  "note": "Synthetic phantom. Research use only, not for diagnosis.",
                  "lesions": [les.to_dict() for les in ph.lesions]}
-        from medviewer.training.demo import _atomic_text
+        from medviewer.fileio import write_text_atomic
 
-        _atomic_text(Path(args.dicom) / "lesions.json", json.dumps(truth, indent=2) + "\n")
+        write_text_atomic(Path(args.dicom) / "lesions.json", json.dumps(truth, indent=2) + "\n")
         print(f"{args.dicom} ({len(files)} files)")
     return 0
