@@ -169,3 +169,18 @@ def test_checkpoint_roundtrip_restores_model_optimizer_and_rng(tmp_path):
     p = next(net2.parameters())
     assert torch.equal(opt2.state[p]["exp_avg"], opt.state[next(net.parameters())]["exp_avg"])
     assert rng2.random() == expected_next.random()
+
+
+def test_host_hu_placement_puts_lesions_anywhere_suitable_and_caches_by_group(tmp_path):
+    shape = (16, 96, 96)
+    vols = td.load_volumes(tmp_path, 3, 7_000, shape, z_center_mm=-120.0, placement="host_hu", lesion_free_fraction=0.0)
+    assert sorted(p.name for p in tmp_path.glob("*.npz")) == [f"{s}_16x96x96_z-120_host_hu.npz" for s in (7000, 7001, 7002)]
+    assert all(len(v.centers) >= 1 for v in vols)
+    for v in vols:  # every lesion is in the mask, inside the volume, with its kind recorded
+        assert v.labels.any() and len(v.kinds) == len(v.centers)
+        for c in v.centers:
+            assert all(0 <= x < n for x, n in zip(c, shape))
+    again = td.load_volumes(tmp_path, 3, 7_000, shape, z_center_mm=-120.0, placement="host_hu", lesion_free_fraction=0.0)
+    assert all(np.array_equal(a.hu, b.hu) for a, b in zip(vols, again))  # read back from the cache
+    with pytest.raises(ValueError, match="placement"):
+        td._generate_volume(1, shape, False, placement="nowhere")

@@ -152,3 +152,16 @@ def test_insert_lesions_into_a_volume_uses_its_geometry() -> None:
     for les in lesions:
         assert np.allclose(vol.index_to_patient(les.center_index), les.center_mm)
         assert out[labels == les.label].mean() > 65.0 and les.contrast_hu > 0
+
+
+def test_z_centre_moves_the_volume_down_to_the_kidneys() -> None:
+    from medviewer.training.phantom_anatomy import TISSUE_KIDNEY
+
+    upper = make_phantom(5, n_lesions=0, contrast=False, **SMALL)
+    lower = make_phantom(5, n_lesions=0, contrast=False, z_center_mm=-120.0, **SMALL)
+    # same patient (seed), 110 mm lower (scaled by the habitus): kidneys appear, lungs go
+    assert lower.volume.origin[2] < upper.volume.origin[2] - 50.0
+    assert (lower.tissue == TISSUE_KIDNEY).sum() > 10 * max(1, (upper.tissue == TISSUE_KIDNEY).sum())
+    assert (lower.tissue == TISSUE_LUNG).sum() < (upper.tissue == TISSUE_LUNG).sum()
+    default = make_phantom(5, n_lesions=0, contrast=False, z_center_mm=-10.0, **SMALL)
+    assert np.array_equal(default.volume.voxels, upper.volume.voxels)  # the default is unchanged

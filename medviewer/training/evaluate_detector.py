@@ -48,6 +48,7 @@ from medviewer.progress import CancelFn, Progress, ProgressFn, check_cancel, con
 from medviewer.resources import cache_dir
 from medviewer.training import froc as frocm
 from medviewer.training.datasets import DATASET_VERSION
+from medviewer.training.phantom_lesions import body_mask
 from medviewer.volume import Volume, VolumeMetadata
 
 EVAL_SEED0 = 1_000_000
@@ -195,19 +196,6 @@ def grow_slice(
         out[k] = ndimage.map_coordinates(hu2d, [yy + dy, xx + dx], order=1, mode="nearest")
     out += rng.normal(0.0, 8.0, out.shape).astype(np.float32)
     return out
-
-
-def body_mask(vol: NDArray[np.float32]) -> NDArray[np.bool_]:
-    """Where lesion centres may go: inside the body, away from its edge and from bone."""
-    body = vol > -500
-    body = ndimage.binary_opening(body, iterations=2)
-    lab, n = ndimage.label(body)
-    if n > 1:
-        sizes = ndimage.sum(body, lab, range(1, n + 1))
-        body = lab == (int(np.argmax(sizes)) + 1)
-    body = np.stack([ndimage.binary_fill_holes(s) for s in body])
-    inner = np.stack([ndimage.binary_erosion(s, iterations=12) for s in body]) if body.any() else body
-    return inner & (vol < 300) & (vol > -950)
 
 
 def real_background_cases(

@@ -100,6 +100,7 @@ def make_phantom(
     diameter_range_mm: tuple[float, float] = (3.0, 30.0),
     lesion_shapes: Sequence[str] | None = None,
     slice_thickness: float | None = None,
+    z_center_mm: float = -10.0,
 ) -> Phantom:
     """Generate one deterministic chest/upper-abdomen CT phantom with lesions.
 
@@ -132,6 +133,10 @@ def make_phantom(
         Slice thickness (mm) for partial volume along z when it differs from
         the slice spacing (e.g. a few sparse 2.5 mm slices spread over the
         whole chest and abdomen); default the spacing.
+    z_center_mm : float
+        Craniocaudal centre of the volume relative to the right diaphragm
+        dome (mm, superior positive, before habitus scaling): -10 (default)
+        shows lung bases and liver, about -120 the kidneys and bowel.
 
     Returns
     -------
@@ -163,7 +168,8 @@ def make_phantom(
     report = Progress(progress)
     check_cancel(cancel, "phantom generation")
     hu, tissue, hab, origin = build_anatomy(
-        rng_anat, shape_t, spacing_t, bool(contrast), report.sub(0.0, 0.85), cancel, slice_thickness  # type: ignore[arg-type]
+        rng_anat, shape_t, spacing_t, bool(contrast), report.sub(0.0, 0.85), cancel, slice_thickness,  # type: ignore[arg-type]
+        z_center_mm=float(z_center_mm),
     )
     meta = VolumeMetadata(
         modality="CT",

@@ -214,6 +214,7 @@ def build_anatomy(
     progress: Progress | None = None,
     cancel: CancelFn | None = None,
     slice_thickness: float | None = None,
+    z_center_mm: float = -10.0,
 ) -> tuple[NDArray[np.float32], NDArray[np.uint8], Habitus, tuple[float, float, float]]:
     """Paint one random chest/upper-abdomen phantom.
 
@@ -264,7 +265,7 @@ def build_anatomy(
     hab = Habitus(A, B, fat, mus, s, contrast, yc, {"enhancement": enh, "liver_shift_hu": liver_shift})
 
     z_extent = nz * sz
-    z_center = -10.0 * s
+    z_center = float(z_center_mm) * s
     z0 = z_center - (nz - 1) * sz / 2.0
     x0 = -(nx - 1) * sx / 2.0
     y0 = -(ny - 1) * sy / 2.0

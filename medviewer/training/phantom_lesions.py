@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy import ndimage
 
 from medviewer.progress import CancelFn, Progress, ProgressFn, check_cancel
 
@@ -258,6 +259,23 @@ def _inner_distance(mask: NDArray[np.bool_], spacing: tuple[float, float, float]
     return dist, box
 
 
+def body_mask(vol: NDArray[np.float32]) -> NDArray[np.bool_]:
+    """Where lesion centres may go in any CT volume: inside the body, away from its edge and from bone.
+
+    Used for real backgrounds (where no tissue map exists) and for phantom
+    volumes whose lesions are placed by host HU rather than by organ.
+    """
+    body = vol > -500
+    body = ndimage.binary_opening(body, iterations=2)
+    lab, n = ndimage.label(body)
+    if n > 1:
+        sizes = ndimage.sum(body, lab, range(1, n + 1))
+        body = lab == (int(np.argmax(sizes)) + 1)
+    body = np.stack([ndimage.binary_fill_holes(s) for s in body])
+    inner = np.stack([ndimage.binary_erosion(s, iterations=12) for s in body]) if body.any() else body
+    return inner & (vol < 300) & (vol > -950)
+
+
 def insert_lesions(
     volume_hu: Any,
     spacing: tuple[float, float, float] | None,
@@ -422,4 +440,4 @@ def _shape_p(shapes: Sequence[str], base: tuple[float, float, float]) -> list[fl
     return [x / t for x in w]
 
 
-__all__ = ["Lesion", "LESION_KINDS", "LESION_SHAPES", "HOST_HU", "insert_lesions", "render_lesion"]
+__all__ = ["Lesion", "LESION_KINDS", "LESION_SHAPES", "HOST_HU", "body_mask", "insert_lesions", "render_lesion"]

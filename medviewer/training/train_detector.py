@@ -70,8 +70,19 @@ DEFAULT_STEPS = 3000
 DEFAULT_BATCH = 4
 CROP_SLICES = 8
 CROP_SIZE = 112
-N_TRAIN = 96
+N_TRAIN = 64
 N_VAL = 16
+#: Extra volumes centred lower in the body (kidneys, bowel, lower liver), with their own seeds.
+Z_ABDOMEN_MM = -120.0
+N_TRAIN_ABDOMEN = 32
+N_VAL_ABDOMEN = 8
+TRAIN_ABDOMEN_SEED0 = 5_000
+VAL_ABDOMEN_SEED0 = 90_500
+#: Extra volumes whose lesions are placed by host HU, not by organ (half at each level).
+N_TRAIN_HOST_HU = 32
+N_VAL_HOST_HU = 8
+TRAIN_HOST_HU_SEED0 = 7_000
+VAL_HOST_HU_SEED0 = 90_700
 #: Inference with left-right flip test-time augmentation (recorded in the card's ``"inference"``;
 #: calibration is fitted on the same pipeline).
 FLIP_TTA = True
@@ -113,12 +124,32 @@ def _to_train_volume(item: Any, seed: int) -> TrainVolume:
     )
 
 
-def _generate_volume(seed: int, shape: tuple[int, int, int], lesion_free: bool) -> TrainVolume:
+def _generate_volume(
+    seed: int, shape: tuple[int, int, int], lesion_free: bool, z_center_mm: float = -10.0, placement: str = "anatomical"
+) -> TrainVolume:
+    """One training phantom; ``placement`` "anatomical" puts each lesion kind in its organ,
+    "host_hu" anywhere in the body whose HU suits the kind (as on real backgrounds, where
+    no organ map exists: a kidney-like lesion may then sit in muscle or spleen)."""
     from medviewer.training.phantom import make_phantom
+    from medviewer.training.phantom_lesions import body_mask, insert_lesions
 
     n_lesions = 0 if lesion_free else int(np.random.default_rng([seed, 7]).integers(1, 7))
-    ph = make_phantom(seed, shape=shape, spacing=INTERNAL_SPACING, n_lesions=n_lesions)
-    return _to_train_volume(ph, seed)
+    if placement == "anatomical":
+        ph = make_phantom(seed, shape=shape, spacing=INTERNAL_SPACING, n_lesions=n_lesions, z_center_mm=z_center_mm)
+        return _to_train_volume(ph, seed)
+    if placement != "host_hu":
+        raise ValueError(f"unknown lesion placement {placement!r}")
+    ph = make_phantom(seed, shape=shape, spacing=INTERNAL_SPACING, n_lesions=0, z_center_mm=z_center_mm)
+    hu = np.asarray(ph.volume.voxels, np.float32)
+    labels = np.zeros(hu.shape, np.int16)
+    lesions: list[Any] = []
+    allowed = body_mask(hu)
+    allowed[:3] = False
+    allowed[-3:] = False
+    if n_lesions and allowed.any():
+        rng = np.random.default_rng([seed, 11])
+        hu, labels, lesions = insert_lesions(hu, INTERNAL_SPACING, rng, min(n_lesions, 4), allowed=allowed, diameter_range_mm=(5.0, 25.0))
+    return _to_train_volume({"volume_hu": hu, "labels": labels, "lesions": lesions}, seed)
 
 
 def _save_volume(v: TrainVolume, path: Path) -> None:
@@ -170,6 +201,8 @@ def load_volumes(
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
     lesion_free_fraction: float = 0.2,
+    z_center_mm: float = -10.0,
+    placement: str = "anatomical",
 ) -> list[TrainVolume]:
     """Generate (or read from the cache in ``folder``) ``n`` phantoms at the internal spacing.
 
@@ -180,6 +213,9 @@ def load_volumes(
     ``<seed>_<shape>.npz`` (written atomically, stamped with the phantom
     engine's ``DATASET_VERSION``), so an interrupted generation resumes where
     it stopped; a cached volume of another engine version is regenerated.
+    ``z_center_mm`` places the volumes along the body (see ``make_phantom``):
+    the default shows lung bases and liver, :data:`Z_ABDOMEN_MM` kidneys and bowel;
+    ``placement`` chooses where lesions go (see :func:`_generate_volume`).
     """
     prog = Progress(progress)
     folder.mkdir(parents=True, exist_ok=True)
@@ -188,7 +224,9 @@ def load_volumes(
     for i in range(n):
         check_cancel(cancel, "generating training volumes")
         seed = seed0 + i
-        path = folder / f"{seed}_{'x'.join(map(str, shape))}.npz"
+        zpart = "" if z_center_mm == -10.0 else f"_z{z_center_mm:g}"
+        zpart += "" if placement == "anatomical" else f"_{placement}"
+        path = folder / f"{seed}_{'x'.join(map(str, shape))}{zpart}.npz"
         vol = None
         if path.is_file():
             try:
@@ -196,7 +234,7 @@ def load_volumes(
             except (OSError, ValueError, KeyError):
                 vol = None
         if vol is None:
-            vol = _generate_volume(seed, shape, bool(every) and i % every == every - 1)
+            vol = _generate_volume(seed, shape, bool(every) and i % every == every - 1, z_center_mm, placement)
             _save_volume(vol, path)
         out.append(vol)
         prog((i + 1) / n, f"phantom {i + 1}/{n}")
@@ -739,15 +777,45 @@ def main(args: argparse.Namespace) -> int:
     t_start = time.time()
     train = load_volumes(data / "train", n_train, TRAIN_SEED0 + seed * n_train, shape, Progress(bar, 0.0, 0.9))  # type: ignore[arg-type]
     val = load_volumes(data / "val", n_val, VAL_SEED0, shape, Progress(bar, 0.9, 1.0))  # type: ignore[arg-type]
+    n_abd = int(os.environ.get("MEDVIEWER_DETECTOR_NTRAIN_ABDOMEN", N_TRAIN_ABDOMEN))
+    n_val_abd = int(os.environ.get("MEDVIEWER_DETECTOR_NVAL_ABDOMEN", N_VAL_ABDOMEN))
+    if n_abd:
+        train += load_volumes(data / "train", n_abd, TRAIN_ABDOMEN_SEED0 + seed * n_abd, shape, bar, z_center_mm=Z_ABDOMEN_MM)  # type: ignore[arg-type]
+    if n_val_abd:
+        val += load_volumes(data / "val", n_val_abd, VAL_ABDOMEN_SEED0, shape, bar, z_center_mm=Z_ABDOMEN_MM)  # type: ignore[arg-type]
+    n_host = int(os.environ.get("MEDVIEWER_DETECTOR_NTRAIN_HOST_HU", N_TRAIN_HOST_HU))
+    n_val_host = int(os.environ.get("MEDVIEWER_DETECTOR_NVAL_HOST_HU", N_VAL_HOST_HU))
+    for zc, part in ((-10.0, 0), (Z_ABDOMEN_MM, 1)):
+        nh, nvh = n_host // 2 + (n_host % 2) * (1 - part), n_val_host // 2 + (n_val_host % 2) * (1 - part)
+        if nh:
+            s0 = TRAIN_HOST_HU_SEED0 + seed * n_host + part * (n_host // 2 + n_host % 2)
+            train += load_volumes(data / "train", nh, s0, shape, bar, z_center_mm=zc, placement="host_hu")  # type: ignore[arg-type]
+        if nvh:
+            s0 = VAL_HOST_HU_SEED0 + part * (n_val_host // 2 + n_val_host % 2)
+            val += load_volumes(data / "val", nvh, s0, shape, bar, z_center_mm=zc, placement="host_hu")  # type: ignore[arg-type]
     data_seconds = time.time() - t_start
     model = build_model()
     model.to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
+    lr_peak = 2e-3
+    opt = torch.optim.AdamW(model.parameters(), lr=lr_peak, weight_decay=1e-4)
     state: dict[str, Any] = {"step": 0, "history": [], "hard_negatives": [], "train_seconds": 0.0}
     if getattr(args, "resume", False) and (run / "checkpoint.safetensors").is_file():
         state = load_checkpoint(run, model, opt, rng)
         state.setdefault("train_seconds", 0.0)
         print(f"resumed from {run} at step {state['step']}", flush=True)
+    elif getattr(args, "init", None):
+        from medviewer.ai.weights import load_state_into, load_weights
+
+        tensors, base_card = load_weights(MODEL_NAME, Path(args.init))
+        load_state_into(model, tensors, str(Path(args.init) / f"{MODEL_NAME}.safetensors"))
+        state["initialised_from"] = {
+            "model": f"{MODEL_NAME} {base_card.get('version')}",
+            "steps": (base_card.get("training") or {}).get("steps"),
+            "sha256": base_card.get("sha256"),
+        }
+        print(f"fine-tuning from {args.init} ({state['initialised_from']['model']})", flush=True)
+    if state.get("initialised_from"):
+        lr_peak = 1e-3  # fine-tuning: warm restart of the schedule at half the from-scratch peak
     hard: list[tuple[int, int, int, int]] = [tuple(h) for h in state.get("hard_negatives", [])]  # type: ignore[misc]
     history: list[dict[str, float]] = list(state.get("history", []))
     step = int(state["step"])
@@ -762,8 +830,8 @@ def main(args: argparse.Namespace) -> int:
 
     def lr_at(s: int) -> float:
         if s < warmup:
-            return 2e-3 * (s + 1) / warmup
-        return 2e-4 + 0.5 * (2e-3 - 2e-4) * (1 + math.cos(math.pi * done_fraction(s)))
+            return lr_peak * (s + 1) / warmup
+        return 2e-4 + 0.5 * (lr_peak - 2e-4) * (1 + math.cos(math.pi * done_fraction(s)))
 
     prog = Progress(bar, step=0.002)
     t_last = time.time()
@@ -832,11 +900,18 @@ def main(args: argparse.Namespace) -> int:
         "batch_size": batch,
         "crop": [CROP_SLICES, CROP_SIZE, CROP_SIZE],
         "time_budget_seconds": time_budget or None,
-        "optimizer": "AdamW lr 2e-3 (warm-up, cosine to 2e-4), weight decay 1e-4, grad-norm clip 2",
+        "optimizer": f"AdamW lr {lr_peak:g} (warm-up, cosine to 2e-4), weight decay 1e-4, grad-norm clip 2",
         "loss": "BCE + OHEM (hardest 2% negative pixels) + mean BCE over lesion pixels (added at resume, see note) + 0.5 soft Dice on the mask; CenterNet focal loss on the centre heat map; smooth-L1 on centre offsets",
         "hard_negative_mining": f"every {hn_every} steps, false-positive candidates on 2 training volumes are added to a pool; 20% of crops are centred on it",
         "augmentation": "Gaussian noise (SD 2-30 HU, p=0.5), HU scale 0.97-1.03 and offset +-15 HU, left-right flip",
         "seed": seed,
+        "initialised_from": state.get("initialised_from"),
+        "volume_z_centres_mm": {"diaphragm level": -10.0, "abdomen (kidney) level": Z_ABDOMEN_MM},
+        "volume_groups": {
+            "anatomical placement, diaphragm level": [n_train, n_val],
+            "anatomical placement, kidney level": [n_abd, n_val_abd],
+            "host-HU placement (lesions anywhere in the body where the HU suits the kind), both levels": [n_host, n_val_host],
+        },
         "note": os.environ.get("MEDVIEWER_DETECTOR_NOTE", ""),
         "device": str(device),
         "threads": torch.get_num_threads(),
