@@ -263,3 +263,28 @@ def test_shipped_weights_keep_mean_and_lower_noise():
     assert abs(float(out[roi].mean()) - float(low[roi].mean())) <= 3.0
     assert abs(float(out[roi].mean()) - 40.0) <= 3.0
     assert float(out[roi].std()) < 0.6 * float(low[roi].std())
+
+
+def test_training_pairs_cover_every_pixel_size_with_held_out_phantoms(tmp_path):
+    cfg = small_cfg(1, n_phantoms=2, slices_per_phantom=2, pixel_sizes=(5.6, 8.0), slice_size=64)
+    full, low, vf, vl, info = td.load_training_pairs(tmp_path, cfg)
+    # per pixel size: phantom 1 trains (2 slices), phantom 2 validates (2 slices)
+    assert full.shape == low.shape == (4, 64, 64) and vf.shape == vl.shape == (4, 64, 64)
+    assert info["pixel_mm"] == [5.6, 8.0] and info["pairs"] == 4 and info["validation_pairs"] == 4
+    assert len(list(tmp_path.iterdir())) == 2  # one cached dataset folder per pixel size
+    assert not any(np.array_equal(v, f) for v in vf for f in full)  # validation slices are not trained on
+    again = td.load_training_pairs(tmp_path, cfg)  # second call reads the cache
+    assert np.array_equal(again[0], full) and np.array_equal(again[3], vl)
+
+
+def test_init_starts_training_from_shipped_style_weights(tmp_path):
+    start = make_weights(tmp_path / "models", seed=4)
+    full, low = synthetic_pairs(n=3)
+    cfg = small_cfg(1, lr=1e-12, lr_min=1e-12, init=str(tmp_path / "models"))
+    res = td.train(full, low, cfg, tmp_path / "run")
+    for k, v in start.state_dict().items():
+        assert torch.allclose(res.generator.state_dict()[k], v, atol=1e-6), k
+    bad = tmp_path / "bad"
+    make_weights(bad, config=DenoiserConfig(c0=8, c1=16, c2=16, n_bottom=1))
+    with pytest.raises(ModelError, match="do not fit"):
+        td.train(full, low, small_cfg(1, init=str(bad)), tmp_path / "run2")

@@ -23,6 +23,9 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         q.add_argument("--threads", type=int, default=None, help="torch CPU threads")
         q.add_argument("--data", type=Path, default=None, help="dataset cache folder")
         q.add_argument(
+            "--init", type=Path, default=None, help="models folder whose weights start the run (fine-tuning)"
+        )
+        q.add_argument(
             "--minutes",
             type=float,
             default=None,

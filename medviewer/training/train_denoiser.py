@@ -55,9 +55,12 @@ from medviewer.errors import CancelledError, ModelError
 from medviewer.progress import CancelFn, Progress, ProgressFn, check_cancel, console_progress
 
 MODEL_NAME = "denoiser"
-MODEL_VERSION = "1.0.0"
+MODEL_VERSION = "1.1.0"
 DOSES: tuple[float, float] = (0.08, 0.5)
 """Range of dose fractions of the training pairs (drawn log-uniformly per slice)."""
+PIXEL_SIZES_MM: tuple[float, ...] = (0.3, 0.4, 0.5, 0.7, 0.9)
+"""Pixel sizes of the training slices: clinical reconstructions range from ~0.3 mm (small
+field of view) to ~0.9 mm (large patients); the noise texture in pixels changes with them."""
 
 
 @dataclass
@@ -78,8 +81,15 @@ class TrainConfig:
     ckpt_every: int = 250
     val_every: int = 100
     seed: int = 0
-    n_phantoms: int = 24
+    n_phantoms: int = 12
+    """Phantoms per pixel size (the last one of each is held out for validation)."""
     slices_per_phantom: int = 8
+    pixel_sizes: tuple[float, ...] = PIXEL_SIZES_MM
+    slice_size: int = 512
+    """Side of the generated training slices (pixels)."""
+    """In-plane pixel sizes (mm) of the training slices, each with its own phantoms."""
+    init: str | None = None
+    """Models folder whose generator weights start the run (fine-tuning), or None."""
     doses: tuple[float, float] = DOSES
     loss: LossWeights = field(default_factory=LossWeights)
     arch: DenoiserConfig = field(default_factory=DenoiserConfig)
@@ -87,6 +97,7 @@ class TrainConfig:
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["doses"] = list(self.doses)
+        d["pixel_sizes"] = list(self.pixel_sizes)
         d["loss"] = self.loss.to_json()
         d["arch"] = self.arch.to_json()
         return d
@@ -377,6 +388,11 @@ def train(
         step, loaded = load_checkpoint(out, gen, disc, opt_g, opt_d, rng)
         elapsed_before = float(loaded.pop("elapsed_s", [0.0])[0])
         history.update(loaded)
+    elif cfg.init:
+        from medviewer.ai.weights import load_state_into, load_weights
+
+        state, _card = load_weights(MODEL_NAME, Path(cfg.init))
+        load_state_into(gen, state, str(Path(cfg.init) / f"{MODEL_NAME}.safetensors"))
     gen = gen.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     disc = disc.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     sampler = PatchSampler(full, low, cfg.patch, rng)
@@ -496,7 +512,7 @@ def build_card(
             "modality": "CT",
             "units": "HU (after RescaleSlope/Intercept)",
             "dimensions": "2D axial slices, any size (padded to a multiple of 8; tiled above 1024 px)",
-            "pixel_spacing_mm": [0.5, 1.0],
+            "pixel_spacing_mm": [round(min(cfg.pixel_sizes) * 0.9, 2), round(max(cfg.pixel_sizes) * 1.15, 2)],
             "trained_pixel_spacing_mm": data_info.get("pixel_mm"),
         },
         "outputs": {"units": "HU", "meaning": "denoised slice; the source series is never modified"},
@@ -567,61 +583,85 @@ def load_training_pairs(
 ) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32], NDArray[np.float32], dict[str, Any]]:
     """Build (or read from the cache) phantom pairs; returns train full/low, val full/low, data info.
 
-    The last phantom's slices are held out for validation curves.
+    Each pixel size of ``cfg.pixel_sizes`` gets its own ``cfg.n_phantoms``
+    phantoms (consecutive seed blocks); the last phantom of each block is held
+    out for the validation curves (two of its slices, centre 256 x 256).
     """
     from medviewer.training import datasets
 
     if (cache / "dataset.json").is_file():  # an existing dataset folder: reuse it exactly
-        pairs = _open_dataset_folder(cache, cfg)
+        sets = [_open_dataset_folder(cache, cfg)]
     else:
-        pairs = datasets.build_denoising_pairs(
-            cache,
-            n_phantoms=cfg.n_phantoms,
-            slices_per_phantom=cfg.slices_per_phantom,
-            doses=cfg.doses,
-            seed=cfg.seed,
-            workers=workers,
-            progress=progress,
-            cancel=cancel,
-        )
-    n = len(pairs)
-    if n < 2:
-        raise ModelError(f"need at least 2 training pairs, got {n}")
-    first = pairs[0][0]
-    full = np.empty((n, *first.shape), np.float32)
-    low = np.empty((n, *first.shape), np.float32)
-    doses = np.empty(n, np.float32)
-    for i in range(n):
-        # target: the simulated full-dose scan; the input is its binomially thinned
-        # low-dose version. The generator learns E[full dose | low dose]: it removes
-        # the extra low-dose noise and keeps what a full-dose scan shows. (Noise-free
-        # targets were tried: they also strip the texture and intrinsic noise of real
-        # full-dose scans and scored 0.5-1 dB lower against them.)
-        full[i], low[i], doses[i] = pairs[i]
-    n_val = max(1, n // max(1, cfg.n_phantoms))
-    h, w = full.shape[1:]
+        sets = []
+        for i, px in enumerate(cfg.pixel_sizes):
+            sets.append(
+                datasets.build_denoising_pairs(
+                    cache,
+                    n_phantoms=cfg.n_phantoms,
+                    slices_per_phantom=cfg.slices_per_phantom,
+                    doses=cfg.doses,
+                    seed=cfg.seed + i * cfg.n_phantoms,
+                    size=cfg.slice_size,
+                    spacing=(2.5, float(px)),
+                    workers=workers,
+                    progress=progress,
+                    cancel=cancel,
+                )
+            )
+    n_total = sum(len(p) for p in sets)
+    if n_total < 2 * len(sets):
+        raise ModelError(f"need at least 2 training pairs per pixel size, got {n_total}")
+    h, w = sets[0][0][0].shape
+    # target: the simulated full-dose scan; the input is its binomially thinned
+    # low-dose version. The generator learns E[full dose | low dose]: it removes
+    # the extra low-dose noise and keeps what a full-dose scan shows. (Noise-free
+    # targets were tried: they also strip the texture and intrinsic noise of real
+    # full-dose scans and scored 0.5-1 dB lower against them.)
+    n_val_per = min(cfg.slices_per_phantom, 2) if cfg.n_phantoms > 1 else 1
+    full = np.empty((n_total, h, w), np.float32)
+    low = np.empty((n_total, h, w), np.float32)
+    doses = np.empty(n_total, np.float32)
+    vf_list, vl_list = [], []
     c = 256 if min(h, w) >= 256 else (min(h, w) // 8) * 8
     y0, x0 = (h - c) // 2, (w - c) // 2
-    vf = np.ascontiguousarray(full[n - n_val :, y0 : y0 + c, x0 : x0 + c])
-    vl = np.ascontiguousarray(low[n - n_val :, y0 : y0 + c, x0 : x0 + c])
-    seeds = [int(s) for s in getattr(pairs, "seeds", [])]
+    n_train = 0
+    for pairs in sets:
+        n = len(pairs)
+        held = cfg.slices_per_phantom if cfg.n_phantoms > 1 else 1  # the last phantom's slices
+        val_idx = set(np.linspace(n - held, n - 1, n_val_per).round().astype(int).tolist())
+        for i in range(n):
+            f, lo, d = pairs[i]
+            if f.shape != (h, w):
+                raise ModelError(f"training slices differ in size: {f.shape} vs {(h, w)}")
+            if i >= n - held:
+                if i in val_idx:
+                    vf_list.append(f[y0 : y0 + c, x0 : x0 + c])
+                    vl_list.append(lo[y0 : y0 + c, x0 : x0 + c])
+                continue
+            full[n_train], low[n_train], doses[n_train] = f, lo, d
+            n_train += 1
+    vf = np.ascontiguousarray(np.stack(vf_list), dtype=np.float32)
+    vl = np.ascontiguousarray(np.stack(vl_list), dtype=np.float32)
+    seeds = [int(s) for p in sets for s in getattr(p, "seeds", [])]
+    pixels = [round(float(getattr(p, "pixel_mm", 0.7)), 3) for p in sets]
     info: dict[str, Any] = {
-        "pairs": n - n_val,
-        "validation_pairs": n_val,
+        "pairs": n_train,
+        "validation_pairs": len(vf_list),
         "slice_shape": [int(h), int(w)],
-        "phantom_seeds": f"{min(seeds)}..{max(seeds)} ({len(seeds)} phantoms, the last one held out for validation)"
+        "phantom_seeds": f"{min(seeds)}..{max(seeds)} ({len(seeds)} phantoms, {cfg.n_phantoms} per pixel size; "
+        "the last one of each held out for validation)"
         if seeds
         else None,
         "slices_per_phantom": cfg.slices_per_phantom,
-        "pixel_mm": float(getattr(pairs, "pixel_mm", 0.7)),
+        "pixel_mm": pixels,
         "slice_thickness_mm": 2.5,
         "dose_fraction_range": list(cfg.doses),
-        "dose_fractions_used": [round(float(doses.min()), 3), round(float(doses.max()), 3)],
+        "dose_fractions_used": [round(float(doses[:n_train].min()), 3), round(float(doses[:n_train].max()), 3)],
         "simulator": _simulator_parameters(),
         "targets": "simulated full-dose scans of the phantom (Poisson at the full-dose flux); inputs are their "
         "binomially thinned low-dose versions (same photons, fewer), as in the AAPM low-dose data",
     }
-    return full[: n - n_val], low[: n - n_val], vf, vl, info
+    return full[:n_train], low[:n_train], vf, vl, info
 
 
 def _simulator_parameters() -> dict[str, Any]:
@@ -706,6 +746,10 @@ def main(args: argparse.Namespace) -> int:
         cfg.steps = int(args.steps)
     if args.batch_size:
         cfg.batch_size = int(args.batch_size)
+    init = getattr(args, "init", None)
+    if init is not None:
+        cfg.init = str(init)
+        cfg.lr = 3e-4  # fine-tuning: a gentler start than from scratch
     env_data = os.environ.get("MEDVIEWER_DENOISER_DATA")  # "n_phantoms,slices_per_phantom"
     if env_data:
         a, b = env_data.split(",")
@@ -732,6 +776,16 @@ def main(args: argparse.Namespace) -> int:
                 info.update(json.loads(notes.read_text(encoding="utf-8")))
             except (OSError, ValueError) as exc:
                 raise ModelError(f"{notes} is not valid JSON: {exc}") from exc
+        if cfg.init:
+            from medviewer.ai.weights import load_card
+
+            base = load_card(MODEL_NAME, Path(cfg.init))
+            info["initialised_from"] = {
+                "model": f"{MODEL_NAME} {base.get('version')}",
+                "steps": (base.get("training") or {}).get("steps"),
+                "trained_pixel_spacing_mm": (base.get("inputs") or {}).get("trained_pixel_spacing_mm"),
+                "sha256": base.get("sha256"),
+            }
         if minutes:
             cfg.time_budget_s = max(60.0, float(minutes) * 60.0 - (time.perf_counter() - t_start))
         print(
