@@ -41,6 +41,7 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import numpy as np  # noqa: E402
+from _qtframes import PaintCounter, wait_frame  # noqa: E402  (this folder is sys.path[0])
 
 
 def _volume(n: int, size: int):
@@ -96,35 +97,6 @@ def _models() -> str:
     subprocess.run([sys.executable, __file__, "--write-random-models", str(root)], check=True)
     os.environ["MEDVIEWER_RESOURCES"] = str(root)
     return "random-initialised shipped architectures (no trained weights installed)"
-
-
-class _PaintCounter:
-    """Counts paint events of viewports (an event filter), to wait for real frames."""
-
-    def __init__(self, widgets) -> None:
-        from PySide6 import QtCore
-
-        class Filter(QtCore.QObject):
-            def __init__(self, owner) -> None:
-                super().__init__()
-                self.owner = owner
-
-            def eventFilter(self, obj, ev) -> bool:  # noqa: N802
-                if ev.type() == QtCore.QEvent.Type.Paint:
-                    self.owner.count += 1
-                return False
-
-        self.count = 0
-        self._filter = Filter(self)
-        for w in widgets:
-            w.viewport().installEventFilter(self._filter)
-
-
-def _frame(app, counter: _PaintCounter, n_paints: int) -> None:
-    target = counter.count + n_paints
-    deadline = time.perf_counter() + 1.0
-    while counter.count < target and time.perf_counter() < deadline:
-        app.processEvents()
 
 
 def _ticks_during(app, start, done_signal, timeout_s: float) -> tuple[list[float], float]:
@@ -217,14 +189,14 @@ def bench(n: int, size: int, frames: int, denoise: bool, rounds: int = 3) -> dic
     axial = viewer.views["axial"]
 
     def scroll(views) -> float:
-        counter = _PaintCounter(views)
+        counter = PaintCounter(views)
         for v in views:
             v.set_slice(0)
-        _frame(app, counter, len(views))
+        wait_frame(app, counter, len(views))
         t = time.perf_counter()
         for f in range(frames):
             views[0].scroll(1 if (f // (n - 1)) % 2 == 0 else -1)
-            _frame(app, counter, len(views))
+            wait_frame(app, counter, len(views))
         return frames / (time.perf_counter() - t)
 
     def layout(name: str) -> list:

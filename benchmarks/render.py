@@ -35,6 +35,7 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import numpy as np  # noqa: E402
+from _qtframes import PaintCounter, wait_frame  # noqa: E402  (this folder is sys.path[0])
 
 
 def _volume(n: int, size: int):
@@ -56,36 +57,6 @@ def _volume(n: int, size: int):
     meta = VolumeMetadata(modality="CT", patient_name="Bench^Mark", patient_id="B1", series_description="benchmark",
                           windows=[WindowPreset(40, 400)])
     return Volume(vox, spacing=(1.0, 0.7, 0.7), metadata=meta), heat
-
-
-class _PaintCounter:
-    """Counts paint events of viewports (an event filter), to wait for real frames."""
-
-    def __init__(self, widgets) -> None:
-        from PySide6 import QtCore
-
-        class Filter(QtCore.QObject):
-            def __init__(self, owner) -> None:
-                super().__init__()
-                self.owner = owner
-
-            def eventFilter(self, obj, ev) -> bool:  # noqa: N802
-                if ev.type() == QtCore.QEvent.Type.Paint:
-                    self.owner.count += 1
-                return False
-
-        self.count = 0
-        self._filter = Filter(self)
-        for w in widgets:
-            w.viewport().installEventFilter(self._filter)
-
-
-def _frame(app, counter: _PaintCounter, n_paints: int) -> None:
-    """Let the event loop run until ``n_paints`` more viewports were painted (one frame)."""
-    target = counter.count + n_paints
-    deadline = time.perf_counter() + 1.0
-    while counter.count < target and time.perf_counter() < deadline:
-        app.processEvents()
 
 
 def bench_scroll(app, n: int, size: int, frames: int) -> dict[str, float]:
@@ -130,7 +101,7 @@ def bench_scroll(app, n: int, size: int, frames: int) -> dict[str, float]:
     vb.autoRange(padding=0)
     for _ in range(5):
         app.processEvents()
-    peer_counter = _PaintCounter([gv])
+    peer_counter = PaintCounter([gv])
     peer_state = {"k": 0}
 
     def peer_round(count: int) -> float:
@@ -138,19 +109,19 @@ def bench_scroll(app, n: int, size: int, frames: int) -> dict[str, float]:
         for _ in range(count):
             peer_state["k"] = (peer_state["k"] + 1) % n
             item.setImage(vol.voxels[peer_state["k"]], levels=(-160, 240), autoLevels=False)
-            _frame(app, peer_counter, 1)
+            wait_frame(app, peer_counter, 1)
         return count / (time.perf_counter() - t)
 
     step = {"dir": 1}
 
-    def viewer_round(views, counter: _PaintCounter, count: int) -> float:
+    def viewer_round(views, counter: PaintCounter, count: int) -> float:
         t = time.perf_counter()
         for _ in range(count):
             k = views[0].slice_index
             if not 0 <= k + step["dir"] < n:
                 step["dir"] = -step["dir"]
             views[0].scroll(step["dir"])
-            _frame(app, counter, len(views))  # the normal event loop paints, as when reading
+            wait_frame(app, counter, len(views))  # the normal event loop paints, as when reading
         return count / (time.perf_counter() - t)
 
     # rounds alternate viewer and peer so that a machine shared with other work slows
@@ -158,7 +129,7 @@ def bench_scroll(app, n: int, size: int, frames: int) -> dict[str, float]:
     rounds = max(3, min(10, frames // 20))
     per_round = max(1, frames // rounds)
     out: dict[str, float] = {"build_s": build_s}
-    c1 = _PaintCounter([view])
+    c1 = PaintCounter([view])
     view.set_slice(0)
     r1, rp = [], []
     for _ in range(rounds):
@@ -170,7 +141,7 @@ def bench_scroll(app, n: int, size: int, frames: int) -> dict[str, float]:
     viewer._refit_views()
     # 1x3: the axial view scrolls, the other two show the moving crosshair
     views3 = [view, viewer.views["coronal"], viewer.views["sagittal"]]
-    c3 = _PaintCounter(views3)
+    c3 = PaintCounter(views3)
     r3 = []
     for _ in range(rounds):
         r3.append(viewer_round(views3, c3, per_round))
