@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
-import shutil
-import tempfile
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,10 +26,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from medviewer import __version__
-from medviewer.errors import CancelledError, ExportError
+from medviewer.errors import ExportError
 from medviewer.progress import CancelFn, Progress, ProgressFn, check_cancel
 from medviewer.volume import Volume, WindowPreset
-from medviewer.fileio import fsync_dir
+from medviewer.fileio import AtomicExportDir, export_error
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
@@ -207,133 +205,98 @@ def write_series(
     iop = [_ds(round(float(v), 8)) for v in (*d[:, 0], *d[:, 1])]
     thickness = float(meta.slice_thickness) if meta.slice_thickness else float(sz)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        partial = Path(tempfile.mkdtemp(prefix=f".partial-{out.name}-", dir=out.parent))
-    except OSError as exc:
-        raise ExportError(f"{out.parent}: cannot create a folder there ({exc.strerror or exc})") from exc
     written: list[str] = []
     try:
-        for k in range(nz):
-            check_cancel(cancel, "DICOM export")
-            sop_uid = _uid(uid_seed, "instance", series_uid, str(k)) if uid_seed is not None else _uid(None)
-            fm = FileMetaDataset()
-            fm.MediaStorageSOPClassUID = UID(CT_IMAGE_STORAGE)
-            fm.MediaStorageSOPInstanceUID = UID(sop_uid)
-            fm.TransferSyntaxUID = UID(EXPLICIT_VR_LITTLE_ENDIAN)
-            fm.ImplementationClassUID = UID("1.2.826.0.1.3680043.8.498.1")
-            fm.ImplementationVersionName = IMPLEMENTATION_VERSION
-            ds = Dataset()
-            ds.file_meta = fm
-            ds.SpecificCharacterSet = "ISO_IR 192"
-            ds.ImageType = itype
-            ds.InstanceCreationDate = c_date
-            ds.InstanceCreationTime = c_time
-            ds.SOPClassUID = CT_IMAGE_STORAGE
-            ds.SOPInstanceUID = sop_uid
-            ds.StudyDate = s_date
-            ds.SeriesDate = s_date
-            ds.ContentDate = c_date
-            ds.StudyTime = s_time
-            ds.SeriesTime = s_time
-            ds.ContentTime = c_time
-            ds.AccessionNumber = (meta.accession_number or "")[:16]
-            ds.Modality = "CT"
-            ds.Manufacturer = _lo(meta.manufacturer or "MedViewer")
-            if meta.institution_name:
-                ds.InstitutionName = _lo(meta.institution_name)
-            ds.ReferringPhysicianName = ""
-            ds.StudyDescription = _lo(study_description if study_description is not None else meta.study_description)
-            ds.SeriesDescription = _lo(series_description)
-            ds.ManufacturerModelName = "MedViewer"
-            ds.SoftwareVersions = __version__
-            ds.PatientName = patient_name if patient_name is not None else (meta.patient_name or "ANONYMOUS")
-            ds.PatientID = _lo(patient_id if patient_id is not None else (meta.patient_id or "MV000000"))
-            ds.PatientBirthDate = meta.patient_birth_date or ""
-            ds.PatientSex = meta.patient_sex or ""
-            ds.SliceThickness = _ds(thickness)
-            ds.KVP = _ds(120.0)
-            ds.SpacingBetweenSlices = _ds(float(sz))
-            ds.PatientPosition = "HFS"
-            ds.StudyInstanceUID = study_uid
-            ds.SeriesInstanceUID = series_uid
-            ds.StudyID = "1"
-            ds.SeriesNumber = int(series_number)
-            ds.AcquisitionNumber = 1
-            ds.InstanceNumber = k + 1
-            ds.ImagePositionPatient = [_ds(round(float(v), 6)) for v in volume.index_to_patient((k, 0, 0))]
-            ds.ImageOrientationPatient = iop
-            ds.FrameOfReferenceUID = frame_uid
-            ds.PositionReferenceIndicator = ""
-            ds.SliceLocation = _ds(round(volume.slice_position_mm(k), 6))
-            ds.SamplesPerPixel = 1
-            ds.PhotometricInterpretation = "MONOCHROME2"
-            ds.Rows = ny
-            ds.Columns = nx
-            ds.PixelSpacing = [_ds(float(sy)), _ds(float(sx))]
-            ds.BitsAllocated = 16
-            ds.BitsStored = 16
-            ds.HighBit = 15
-            ds.PixelRepresentation = 1
-            ds.BurnedInAnnotation = "NO"
-            if wins:
-                ds.WindowCenter = [_ds(w.center) for w in wins] if len(wins) > 1 else _ds(wins[0].center)
-                ds.WindowWidth = [_ds(w.width) for w in wins] if len(wins) > 1 else _ds(wins[0].width)
-                ds.WindowCenterWidthExplanation = [_lo(w.name or f"window {i + 1}") for i, w in enumerate(wins)] if len(wins) > 1 else _lo(wins[0].name or "window")
-            ds.RescaleIntercept = _ds(intercept)
-            ds.RescaleSlope = _ds(slope)
-            ds.RescaleType = "HU"
-            ds.ImageComments = RESEARCH_NOTE if not meta.derived_from else f"{meta.derived_from}; {RESEARCH_NOTE}"
-            if derived:
-                ds.DerivationDescription = meta.derived_from[:1024]
-            ds.add_new(0x7FE00010, "OW", np.ascontiguousarray(stored[k]).astype("<i2").tobytes())
-            if extra is not None:
-                extra(ds, k)
-            name = f"{file_prefix}{k + 1:05d}.dcm"
-            with open(partial / name, "wb") as f:
-                dcmwrite(f, ds, enforce_file_format=True)
-                f.flush()
-                os.fsync(f.fileno())
-            written.append(name)
-            report((k + 1) / nz, f"writing slice {k + 1}/{nz}")
-        fsync_dir(partial)
-        _commit_folder(partial, out, overwrite)
-    except CancelledError:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    except ExportError:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+        with AtomicExportDir(out, overwrite=overwrite) as export:
+            partial = export.path
+            for k in range(nz):
+                check_cancel(cancel, "DICOM export")
+                sop_uid = _uid(uid_seed, "instance", series_uid, str(k)) if uid_seed is not None else _uid(None)
+                fm = FileMetaDataset()
+                fm.MediaStorageSOPClassUID = UID(CT_IMAGE_STORAGE)
+                fm.MediaStorageSOPInstanceUID = UID(sop_uid)
+                fm.TransferSyntaxUID = UID(EXPLICIT_VR_LITTLE_ENDIAN)
+                fm.ImplementationClassUID = UID("1.2.826.0.1.3680043.8.498.1")
+                fm.ImplementationVersionName = IMPLEMENTATION_VERSION
+                ds = Dataset()
+                ds.file_meta = fm
+                ds.SpecificCharacterSet = "ISO_IR 192"
+                ds.ImageType = itype
+                ds.InstanceCreationDate = c_date
+                ds.InstanceCreationTime = c_time
+                ds.SOPClassUID = CT_IMAGE_STORAGE
+                ds.SOPInstanceUID = sop_uid
+                ds.StudyDate = s_date
+                ds.SeriesDate = s_date
+                ds.ContentDate = c_date
+                ds.StudyTime = s_time
+                ds.SeriesTime = s_time
+                ds.ContentTime = c_time
+                ds.AccessionNumber = (meta.accession_number or "")[:16]
+                ds.Modality = "CT"
+                ds.Manufacturer = _lo(meta.manufacturer or "MedViewer")
+                if meta.institution_name:
+                    ds.InstitutionName = _lo(meta.institution_name)
+                ds.ReferringPhysicianName = ""
+                ds.StudyDescription = _lo(study_description if study_description is not None else meta.study_description)
+                ds.SeriesDescription = _lo(series_description)
+                ds.ManufacturerModelName = "MedViewer"
+                ds.SoftwareVersions = __version__
+                ds.PatientName = patient_name if patient_name is not None else (meta.patient_name or "ANONYMOUS")
+                ds.PatientID = _lo(patient_id if patient_id is not None else (meta.patient_id or "MV000000"))
+                ds.PatientBirthDate = meta.patient_birth_date or ""
+                ds.PatientSex = meta.patient_sex or ""
+                ds.SliceThickness = _ds(thickness)
+                ds.KVP = _ds(120.0)
+                ds.SpacingBetweenSlices = _ds(float(sz))
+                ds.PatientPosition = "HFS"
+                ds.StudyInstanceUID = study_uid
+                ds.SeriesInstanceUID = series_uid
+                ds.StudyID = "1"
+                ds.SeriesNumber = int(series_number)
+                ds.AcquisitionNumber = 1
+                ds.InstanceNumber = k + 1
+                ds.ImagePositionPatient = [_ds(round(float(v), 6)) for v in volume.index_to_patient((k, 0, 0))]
+                ds.ImageOrientationPatient = iop
+                ds.FrameOfReferenceUID = frame_uid
+                ds.PositionReferenceIndicator = ""
+                ds.SliceLocation = _ds(round(volume.slice_position_mm(k), 6))
+                ds.SamplesPerPixel = 1
+                ds.PhotometricInterpretation = "MONOCHROME2"
+                ds.Rows = ny
+                ds.Columns = nx
+                ds.PixelSpacing = [_ds(float(sy)), _ds(float(sx))]
+                ds.BitsAllocated = 16
+                ds.BitsStored = 16
+                ds.HighBit = 15
+                ds.PixelRepresentation = 1
+                ds.BurnedInAnnotation = "NO"
+                if wins:
+                    ds.WindowCenter = [_ds(w.center) for w in wins] if len(wins) > 1 else _ds(wins[0].center)
+                    ds.WindowWidth = [_ds(w.width) for w in wins] if len(wins) > 1 else _ds(wins[0].width)
+                    ds.WindowCenterWidthExplanation = [_lo(w.name or f"window {i + 1}") for i, w in enumerate(wins)] if len(wins) > 1 else _lo(wins[0].name or "window")
+                ds.RescaleIntercept = _ds(intercept)
+                ds.RescaleSlope = _ds(slope)
+                ds.RescaleType = "HU"
+                ds.ImageComments = RESEARCH_NOTE if not meta.derived_from else f"{meta.derived_from}; {RESEARCH_NOTE}"
+                if derived:
+                    ds.DerivationDescription = meta.derived_from[:1024]
+                ds.add_new(0x7FE00010, "OW", np.ascontiguousarray(stored[k]).astype("<i2").tobytes())
+                if extra is not None:
+                    extra(ds, k)
+                name = f"{file_prefix}{k + 1:05d}.dcm"
+                with open(partial / name, "wb") as f:
+                    dcmwrite(f, ds, enforce_file_format=True)
+                    f.flush()
+                    os.fsync(f.fileno())
+                written.append(name)
+                report((k + 1) / nz, f"writing slice {k + 1}/{nz}")
+            export.commit()
     except OSError as exc:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise ExportError(f"{out}: cannot write the series ({exc.strerror or exc}); nothing was written") from exc
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+        raise export_error(out, exc, "cannot write the series (nothing was written)") from exc
     return [out / n for n in written]
 
 
-
-def _commit_folder(partial: Path, out: Path, overwrite: bool) -> None:
-    """Rename ``partial`` to ``out``; an existing folder is replaced only when allowed."""
-    if out.exists():
-        if any(out.iterdir()):
-            if not overwrite:
-                raise ExportError(f"{out}: folder appeared while writing and is not empty; nothing was replaced")
-            old = Path(tempfile.mkdtemp(prefix=f".old-{out.name}-", dir=out.parent))
-            old.rmdir()
-            os.replace(out, old)
-            try:
-                os.replace(partial, out)
-            except OSError:
-                os.replace(old, out)  # put the original back
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-            fsync_dir(out.parent)
-            return
-        out.rmdir()
-    os.replace(partial, out)
-    fsync_dir(out.parent)
 
 
 __all__ = ["write_series", "CT_IMAGE_STORAGE", "DEFAULT_CT_WINDOWS", "RESEARCH_NOTE"]

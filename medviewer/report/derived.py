@@ -23,8 +23,6 @@ never overwritten.
 from __future__ import annotations
 
 import os
-import secrets
-import shutil
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -37,6 +35,7 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, PYDICOM_IMPLEMEN
 from medviewer import __version__
 from medviewer.ai.results import ModelInfo
 from medviewer.errors import ExportError
+from medviewer.fileio import AtomicExportDir, export_error
 from medviewer.progress import CancelFn, Progress, ProgressFn, check_cancel
 from medviewer.volume import Volume
 
@@ -287,49 +286,33 @@ def write_derived_series(
     desc = derivation or (
         f"Denoised by {model.manufacturer} {model.name} {model.version} (AI, residual noise prediction). {RESEARCH_NOTE}"
     )
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        partial = dest.parent / f".partial-{dest.name}-{secrets.token_hex(4)}"
-        os.mkdir(partial)
-    except OSError as exc:
-        raise ExportError(f"{dest.parent}: cannot create the output folder: {exc.strerror or exc}") from exc
     prog = Progress(progress)
     names: list[str] = []
+    n = derived.n_slices
     try:
-        n = derived.n_slices
-        for k in range(n):
+        with AtomicExportDir(dest) as export:
+            partial = export.path
+            for k in range(n):
+                check_cancel(cancel, "writing the derived series")
+                ds = build_derived_slice(
+                    derived, source, k, series_uid=series_uid, series_number=series_number, model=model, when=when, derivation=desc
+                )
+                name = f"IM{k + 1:05d}.dcm"
+                try:
+                    with open(partial / name, "wb") as f:
+                        ds.save_as(f, enforce_file_format=True)
+                        f.flush()
+                        os.fsync(f.fileno())
+                except OSError as exc:
+                    raise export_error(dest, exc, f"cannot write {name}") from exc
+                except (ValueError, TypeError, AttributeError) as exc:
+                    raise ExportError(f"{dest}: cannot encode slice {k + 1}: {exc}") from exc
+                names.append(name)
+                prog((k + 1) / n, f"writing slice {k + 1}/{n}")
             check_cancel(cancel, "writing the derived series")
-            ds = build_derived_slice(
-                derived, source, k, series_uid=series_uid, series_number=series_number, model=model, when=when, derivation=desc
-            )
-            name = f"IM{k + 1:05d}.dcm"
-            path = partial / name
-            try:
-                with open(path, "wb") as f:
-                    ds.save_as(f, enforce_file_format=True)
-                    f.flush()
-                    os.fsync(f.fileno())
-            except OSError as exc:
-                raise ExportError(f"{dest}: cannot write {name}: {exc.strerror or exc}") from exc
-            except (ValueError, TypeError, AttributeError) as exc:
-                raise ExportError(f"{dest}: cannot encode slice {k + 1}: {exc}") from exc
-            names.append(name)
-            prog((k + 1) / n, f"writing slice {k + 1}/{n}")
-        check_cancel(cancel, "writing the derived series")
-        try:
-            if dest.exists():
-                dest.rmdir()  # empty (checked above)
-            os.replace(partial, dest)
-            fd = os.open(dest.parent, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        except OSError as exc:
-            raise ExportError(f"{dest}: cannot move the finished series into place: {exc.strerror or exc}") from exc
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+            export.commit()
+    except OSError as exc:
+        raise export_error(dest, exc, "cannot write the derived series (nothing was written)") from exc
     return [dest / nm for nm in names]
 
 
