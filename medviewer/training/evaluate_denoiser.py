@@ -545,6 +545,13 @@ def main(args: argparse.Namespace) -> int:
 
     folder: Path | None = args.weights
     card = load_card("denoiser", folder)
+    import importlib.util
+
+    if importlib.util.find_spec("bm3d") is None:
+        raise ModelError(
+            "the denoiser evaluation compares against BM3D, but the `bm3d` package is not installed: "
+            'pip install -e ".[bench]"'
+        )
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     quick = bool(args.quick)
