@@ -15,7 +15,6 @@ No logic beyond presentation lives here; the panel never runs a model.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
