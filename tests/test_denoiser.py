@@ -288,3 +288,20 @@ def test_init_starts_training_from_shipped_style_weights(tmp_path):
     make_weights(bad, config=DenoiserConfig(c0=8, c1=16, c2=16, n_bottom=1))
     with pytest.raises(ModelError, match="do not fit"):
         td.train(full, low, small_cfg(1, init=str(bad)), tmp_path / "run2")
+
+
+def test_patch_sampler_noise_scaling_keeps_the_target_and_scales_the_extra_noise():
+    full = np.full((2, 64, 64), 40.0, np.float32)
+    low = full + 10.0  # a known "extra noise" of +10 HU everywhere
+    sampler = td.PatchSampler(full, low, 32, np.random.default_rng(1), noise_scale=(1.5, 1.5), hu_offset=(-24.0, -24.0))
+    f, lo = sampler.sample(200)
+    extra = (lo - f).flatten(1).mean(dim=1).numpy()
+    target = f.flatten(1).mean(dim=1).numpy()
+    # about half the patches carry 1.5x the extra noise; 30 % are shifted by -24 HU, target and input alike
+    assert np.all(np.isclose(extra, 15.0, atol=1e-3) | np.isclose(extra, 10.0, atol=1e-3))
+    assert 60 < int(np.isclose(extra, 15.0, atol=1e-3).sum()) < 140
+    assert np.all(np.isclose(target, 16.0, atol=1e-3) | np.isclose(target, 40.0, atol=1e-3))
+    assert 30 < int(np.isclose(target, 16.0, atol=1e-3).sum()) < 90
+    plain = td.PatchSampler(full, low, 32, np.random.default_rng(1))
+    f0, l0 = plain.sample(20)
+    assert torch.all(l0 - f0 == 10.0) and torch.all(f0 == 40.0)

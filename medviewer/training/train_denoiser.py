@@ -88,6 +88,12 @@ class TrainConfig:
     slice_size: int = 512
     """Side of the generated training slices (pixels)."""
     """In-plane pixel sizes (mm) of the training slices, each with its own phantoms."""
+    noise_scale: tuple[float, float] | None = (0.7, 1.8)
+    """Half of the patches get their extra low-dose noise scaled by a log-uniform factor in
+    this range (another dose of the same scan); None switches it off."""
+    hu_offset: tuple[float, float] | None = (-24.0, 4.0)
+    """30 % of the patches are shifted by a uniform HU offset in this range (scanner
+    calibration; air at -1024 rather than -1000); None switches it off."""
     init: str | None = None
     """Models folder whose generator weights start the run (fine-tuning), or None."""
     doses: tuple[float, float] = DOSES
@@ -98,6 +104,8 @@ class TrainConfig:
         d = asdict(self)
         d["doses"] = list(self.doses)
         d["pixel_sizes"] = list(self.pixel_sizes)
+        d["noise_scale"] = list(self.noise_scale) if self.noise_scale else None
+        d["hu_offset"] = list(self.hu_offset) if self.hu_offset else None
         d["loss"] = self.loss.to_json()
         d["arch"] = self.arch.to_json()
         return d
@@ -125,12 +133,15 @@ class PatchSampler:
         patch: int,
         rng: np.random.Generator,
         min_mean_hu: float = -800.0,
+        noise_scale: tuple[float, float] | None = None,
+        hu_offset: tuple[float, float] | None = None,
     ) -> None:
         if full.shape != low.shape or full.ndim != 3:
             raise ValueError(f"full {full.shape} and low {low.shape} must be equal (n, H, W) stacks")
         if patch % 8 or patch > min(full.shape[1:]):
             raise ValueError(f"patch {patch} must be a multiple of 8 and fit in {full.shape[1:]}")
         self.full, self.low, self.patch, self.rng, self.min_mean_hu = full, low, patch, rng, min_mean_hu
+        self.noise_scale, self.hu_offset = noise_scale, hu_offset
 
     def sample(self, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(full, low)`` tensors ``(batch, 1, patch, patch)`` in HU."""
@@ -147,6 +158,16 @@ class PatchSampler:
                 if f.mean() >= self.min_mean_hu:
                     break
             lo = self.low[i, y : y + p, x : x + p]
+            if self.noise_scale is not None and self.rng.random() < 0.5:
+                # another dose of the same scan: the extra low-dose noise (low - full, independent of
+                # the full-dose noise under binomial thinning) scaled by a, i.e. dose d' with
+                # 1/d' - 1 = a^2 (1/d - 1); widens the noise range beyond the simulated doses
+                a = float(np.exp(self.rng.uniform(*np.log(self.noise_scale))))
+                lo = f + (lo - f) * np.float32(a)
+            if self.hu_offset is not None and self.rng.random() < 0.3:
+                # scanner calibration: air at -1024 instead of -1000, water a few HU off
+                dh = np.float32(self.rng.uniform(*self.hu_offset))
+                f, lo = f + dh, lo + dh
             k = int(self.rng.integers(4))
             flip = bool(self.rng.integers(2))
             f, lo = np.rot90(f, k), np.rot90(lo, k)
@@ -395,7 +416,7 @@ def train(
         load_state_into(gen, state, str(Path(cfg.init) / f"{MODEL_NAME}.safetensors"))
     gen = gen.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     disc = disc.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    sampler = PatchSampler(full, low, cfg.patch, rng)
+    sampler = PatchSampler(full, low, cfg.patch, rng, noise_scale=cfg.noise_scale, hu_offset=cfg.hu_offset)
     val_t = None
     if val is not None:
         val_t = (torch.from_numpy(val[0])[:, None].to(device), torch.from_numpy(val[1])[:, None].to(device))
@@ -525,6 +546,18 @@ def build_card(
             "steps": step,
             "batch_size": cfg.batch_size,
             "patch_px": cfg.patch,
+            "augmentation": "random flips and 90-degree turns"
+            + (
+                f"; half of the patches with the extra low-dose noise scaled by {cfg.noise_scale[0]:g}-"
+                f"{cfg.noise_scale[1]:g}x (other doses of the same scan, beyond the simulated range)"
+                if cfg.noise_scale
+                else ""
+            )
+            + (
+                f"; 30 % shifted by {cfg.hu_offset[0]:g} to {cfg.hu_offset[1]:g} HU (scanner calibration)"
+                if cfg.hu_offset
+                else ""
+            ),
             "optimizer": f"Adam G lr {cfg.lr} (cosine to {cfg.lr_min}), D lr {cfg.lr_d}",
             "seed": cfg.seed,
             "final_val_psnr_db": history["val_psnr"][-1] if history.get("val_psnr") else None,
