@@ -195,7 +195,7 @@ def bench(n: int, size: int, frames: int, denoise: bool, rounds: int = 3) -> dic
         wait_frame(app, counter, len(views))
         t = time.perf_counter()
         for f in range(frames):
-            views[0].scroll(1 if (f // (n - 1)) % 2 == 0 else -1)
+            views[0].scroll_slices(1 if (f // (n - 1)) % 2 == 0 else -1)
             wait_frame(app, counter, len(views))
         return frames / (time.perf_counter() - t)
 

@@ -120,7 +120,7 @@ def bench_scroll(app, n: int, size: int, frames: int) -> dict[str, float]:
             k = views[0].slice_index
             if not 0 <= k + step["dir"] < n:
                 step["dir"] = -step["dir"]
-            views[0].scroll(step["dir"])
+            views[0].scroll_slices(step["dir"])
             wait_frame(app, counter, len(views))  # the normal event loop paints, as when reading
         return count / (time.perf_counter() - t)
 

@@ -286,7 +286,7 @@ def test_second_analyze_refused_and_cancel_stops_quickly(window, qtbot, messages
     # the app stays usable: scroll, and a real analysis runs afterwards
     monkeypatch.undo()
     monkeypatch.setenv("MEDVIEWER_RESOURCES", str(models))
-    window.viewer.scroll(1)
+    window.viewer.scroll_slices(1)
     record = run_analyze(window, qtbot)
     assert record.result.detection.model.version == "0.0.0-test"
 
@@ -326,7 +326,7 @@ def test_missing_weights_show_a_model_error_dialog(window, qtbot, messages, tmp_
     assert "medviewer train" in messages[-1][2]
     qtbot.waitUntil(lambda: not window.runner.is_busy(), timeout=2000)
     assert not window.progress_bar.isVisible() and ctl.findings_panel.table.rowCount() == 0
-    window.viewer.scroll(2)  # still usable
+    window.viewer.scroll_slices(2)  # still usable
     assert window.viewer.active_view.slice_index == sphere_volume().shape[0] // 2 + 2
 
 
@@ -361,7 +361,7 @@ def test_close_during_analysis_exits_cleanly(qapp, qtbot, no_leaks, gui_settings
     t0 = time.perf_counter()
     w.close()
     assert time.perf_counter() - t0 < 2.0 and seen
-    assert not w.runner.is_busy() and handle.thread.isFinished()
+    assert not w.runner.is_busy() and handle.qthread.isFinished()
     w.deleteLater()
     flush_deletes()
     qtbot.wait(50)

@@ -177,7 +177,7 @@ def test_close_during_load_exits_cleanly(qapp, qtbot, no_leaks, gui_settings, me
     t0 = time.perf_counter()
     w.close()
     assert time.perf_counter() - t0 < 2.0
-    assert not w.runner.is_busy() and handle.thread.isFinished()
+    assert not w.runner.is_busy() and handle.qthread.isFinished()
     w.deleteLater()
     qtbot.wait(20)
     assert not any("Destroyed while thread" in str(r.message) for r in qtlog.records)

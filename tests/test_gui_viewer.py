@@ -156,15 +156,15 @@ def test_layout_1x3_mpr_aspect_letters_and_linked_crosshair(shown, qtbot):
 
     # scrolling axial moves the horizontal crosshair line in the coronal view
     view.set_slice(3)
-    assert window.viewer.cursor[0] == 3
+    assert window.viewer.crosshair_index[0] == 3
     g = cor.geometry
-    _, r, _ = g.index_to_display(window.viewer.cursor)
+    _, r, _ = g.index_to_display(window.viewer.crosshair_index)
     assert cor._hline.value() == pytest.approx(g.pixel_to_mm(r, 0)[1])
     # Shift+click in the axial view moves the coronal and sagittal slices there
     target = view_point(view, *view.geometry.pixel_to_mm(10, 20))
     qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ShiftModifier, target)
     assert (cor.slice_index, sag.slice_index) == (10, 20)
-    assert window.viewer.cursor == pytest.approx((3, 10, 20))
+    assert window.viewer.crosshair_index == pytest.approx((3, 10, 20))
 
     qtbot.keyClick(view, "1", Qt.KeyboardModifier.ControlModifier)
     assert window.viewer.layout_name == "1x1"
@@ -190,9 +190,9 @@ def test_ruler_reads_length_in_mm(shown, qtbot):
     exact = view.measure("ruler", g.pixel_to_mm(20, 5), g.pixel_to_mm(20, 55))
     assert exact.length_mm == pytest.approx(45.0, abs=1e-6)
     # measurements stay on their slice
-    view.scroll(1)
+    view.scroll_slices(1)
     assert not ruler.roi.isVisible()
-    view.scroll(-1)
+    view.scroll_slices(-1)
     assert ruler.roi.isVisible()
     # delete from the list
     window.measurements_panel.list.setCurrentRow(0)

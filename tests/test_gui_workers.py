@@ -112,7 +112,7 @@ def test_shutdown_joins_running_threads(qapp, no_leaks):
     handles = [runner.start(f"c{n}", task) for n in range(3)]
     assert started.wait(5)
     assert runner.shutdown(5000)
-    assert all(h.thread.isFinished() for h in handles)
+    assert all(h.qthread.isFinished() for h in handles)
     runner.deleteLater()
 
 

@@ -193,8 +193,8 @@ def predict_maps(
     # cell runs on one slice at a time and is fastest in the default layout
     channels_last = dev.type == "cpu" and CHANNELS_LAST
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(memory_format=fmt)
-    model.gru.to(memory_format=torch.contiguous_format)
+    model = model.to(memory_format=fmt)  # type: ignore[call-overload]  # torch's stubs lack memory_format
+    model.gru.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     model.eval()
     if dev.type == "cuda":
         slice_batch *= 4

@@ -154,9 +154,11 @@ class LesionNet(nn.Module):
         self.dec2 = _cbr(c3 + 2 * hidden + c2, c2)  # at 1/4
         self.dec1 = _cbr(c2 + c1, c1)  # at 1/2
         self.head = nn.Conv2d(c1, 5, 1)  # seg logit, centre-heat logit, centre offset (z, y, x)
-        nn.init.constant_(self.head.bias, 0.0)
+        bias = self.head.bias
+        assert bias is not None
+        nn.init.constant_(bias, 0.0)
         with torch.no_grad():
-            self.head.bias[:2] = -4.0
+            bias[:2] = -4.0
 
     # The three stages are separate so inference can stream slices in batches
     # (and check cancel between batches) while the GRU sees the whole volume.

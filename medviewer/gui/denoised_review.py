@@ -224,7 +224,7 @@ class DenoisedReviewWidget(QtWidgets.QWidget):
             view = self.side_views[plane]
             self.stack.setCurrentWidget(view)
             view.set_slice(self.viewer.views[plane].slice_index, emit=False)
-            view.set_crosshair(self.viewer.cursor)
+            view.set_crosshair(self.viewer.crosshair_index)
         finally:
             self._syncing = False
         self._sync_range()

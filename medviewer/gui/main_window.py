@@ -504,7 +504,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self._before_preview = (self.viewer.volume, self.current_series)
         self.viewer.set_volume(volume)
         self.last_load_timing["first_slice_s"] = time.perf_counter() - self._load_t0
-        self.statusBar().showMessage(f"Showing the middle image while {series.n_images} images load…")
+        n_images = getattr(series, "n_images", "all")
+        self.statusBar().showMessage(f"Showing the middle image while {n_images} images load…")
 
     def _on_loaded(self, series: Any, volume: Volume) -> None:
         self.hide_progress()

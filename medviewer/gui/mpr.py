@@ -79,7 +79,7 @@ class ViewerWidget(QtWidgets.QWidget):
         self.window_center = 40.0
         self.window_width = 400.0
         self.invert = False
-        self.cursor: tuple[float, float, float] = (0.0, 0.0, 0.0)
+        self.crosshair_index: tuple[float, float, float] = (0.0, 0.0, 0.0)
         self.tool = "window"
         self.cine_fps = 10.0
         self._measurements: list[Measurement] = []
@@ -112,7 +112,7 @@ class ViewerWidget(QtWidgets.QWidget):
             self.measurements_changed.emit()
             return
         nz, ny, nx = volume.shape
-        self.cursor = (float(nz // 2), float(ny // 2), float(nx // 2))
+        self.crosshair_index = (float(nz // 2), float(ny // 2), float(nx // 2))
         w = volume.default_window
         self.window_center, self.window_width = float(w.center), float(w.width)
         self.invert = bool(volume.metadata.invert_display)
@@ -120,7 +120,7 @@ class ViewerWidget(QtWidgets.QWidget):
             view.set_window(self.window_center, self.window_width)
             view.set_invert(self.invert)
             view.set_tool(self.tool)
-            view.set_volume(volume, int(self.cursor[PLANES.index(plane)]))
+            view.set_volume(volume, int(self.crosshair_index[PLANES.index(plane)]))
         if not self.mpr_available and self.layout_name != "1x1":
             self.layout_name = "1x1"
             self.layout_changed.emit("1x1")
@@ -276,9 +276,9 @@ class ViewerWidget(QtWidgets.QWidget):
             view.reset_view()
 
     # ------------------------------------------------------------------ slices & crosshair
-    def scroll(self, steps: int) -> None:
+    def scroll_slices(self, steps: int) -> None:
         """Scroll the active view by ``steps`` slices."""
-        self.active_view.scroll(steps)
+        self.active_view.scroll_slices(steps)
 
     def set_slice(self, index: int, plane: str | None = None) -> None:
         """Show slice ``index`` (0-based) of ``plane`` (the active view's by default)."""
@@ -290,38 +290,38 @@ class ViewerWidget(QtWidgets.QWidget):
         return view.slice_index
 
     def _on_view_slice(self, plane: str, index: int) -> None:
-        cursor = list(self.cursor)
+        cursor = list(self.crosshair_index)
         cursor[PLANES.index(plane)] = float(index)
-        self.cursor = (cursor[0], cursor[1], cursor[2])
+        self.crosshair_index = (cursor[0], cursor[1], cursor[2])
         for view in self.views.values():
-            view.set_crosshair(self.cursor)
+            view.set_crosshair(self.crosshair_index)
         self.slice_changed.emit(plane, index)
-        self.crosshair_changed.emit(self.cursor)
+        self.crosshair_changed.emit(self.crosshair_index)
 
     def set_crosshair(self, index: Sequence[float]) -> None:
         """Move the linked crosshair to ``(k, j, i)``; the other planes follow it."""
         if self.volume is None:
             return
         shape = self.volume.shape
-        self.cursor = tuple(float(min(max(float(v), 0.0), n - 1)) for v, n in zip(index, shape))  # type: ignore[assignment]
+        self.crosshair_index = tuple(float(min(max(float(v), 0.0), n - 1)) for v, n in zip(index, shape))  # type: ignore[assignment]
         for plane, view in self.views.items():
-            s = int(round(self.cursor[PLANES.index(plane)]))
+            s = int(round(self.crosshair_index[PLANES.index(plane)]))
             if s != view.slice_index:
                 view.set_slice(s, emit=False)
                 self.slice_changed.emit(plane, s)
         self._sync_crosshair()
-        self.crosshair_changed.emit(self.cursor)
+        self.crosshair_changed.emit(self.crosshair_index)
 
     def _sync_crosshair(self) -> None:
         for view in self.views.values():
-            view.set_crosshair(self.cursor)
+            view.set_crosshair(self.crosshair_index)
 
     def go_to(self, index: Sequence[float], centre: bool = True) -> None:
         """Show position ``(k, j, i)`` in every plane (and centre the views on it)."""
         self.set_crosshair(index)
         if centre:
             for view in self.views.values():
-                view.center_on(self.cursor)
+                view.center_on(self.crosshair_index)
 
     # ------------------------------------------------------------------ tools & cine
     def set_tool(self, tool: str) -> None:

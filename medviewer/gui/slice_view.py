@@ -68,7 +68,7 @@ class _SliceViewBox(pg.ViewBox):
             notches = int(self._wheel_accum / 120.0)
             if notches:
                 self._wheel_accum -= notches * 120.0
-                self._owner.scroll(-notches)
+                self._owner.scroll_slices(-notches)
         ev.accept()
 
     def mouseDragEvent(self, ev: Any, axis: Any = None) -> None:  # noqa: N802
@@ -283,7 +283,7 @@ class SliceView(pg.GraphicsView):
         if emit:
             self.slice_changed.emit(self.plane, index)
 
-    def scroll(self, steps: int) -> None:
+    def scroll_slices(self, steps: int) -> None:
         """Move ``steps`` slices (positive = towards higher index)."""
         self.set_slice(self.slice_index + int(steps))
 
@@ -740,13 +740,13 @@ class SliceView(pg.GraphicsView):
         page = max(1, self.geometry.n_slices // 10)
         K = QtCore.Qt.Key
         if key in (K.Key_Up, K.Key_Left):
-            self.scroll(-1)
+            self.scroll_slices(-1)
         elif key in (K.Key_Down, K.Key_Right):
-            self.scroll(1)
+            self.scroll_slices(1)
         elif key == K.Key_PageUp:
-            self.scroll(-page)
+            self.scroll_slices(-page)
         elif key == K.Key_PageDown:
-            self.scroll(page)
+            self.scroll_slices(page)
         elif key == K.Key_Home:
             self.set_slice(0)
         elif key == K.Key_End:

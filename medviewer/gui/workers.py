@@ -155,24 +155,24 @@ class TaskHandle(QtCore.QObject):
         self.superseded = False
         self.started_at = time.perf_counter()
         self._callbacks = (on_finished, on_failed, on_progress, on_cancelled)
-        self.thread = QtCore.QThread()
-        self.thread.setObjectName(f"medviewer-{name}")
+        self.qthread = QtCore.QThread()
+        self.qthread.setObjectName(f"medviewer-{name}")
         self.worker = Worker(fn, self.token)
-        self.worker.moveToThread(self.thread)
-        self.thread.started.connect(self.worker.run)
+        self.worker.moveToThread(self.qthread)
+        self.qthread.started.connect(self.worker.run)
         self.worker.progress.connect(self._on_progress)
         self.worker.finished.connect(self._on_finished)
         self.worker.failed.connect(self._on_failed)
         self.worker.cancelled.connect(self._on_cancelled)
         # direct: QThread.quit is thread-safe, and a queued quit could never run while the
         # GUI thread blocks in wait() during shutdown
-        self.worker.done.connect(self.thread.quit, QtCore.Qt.ConnectionType.DirectConnection)
-        self.thread.finished.connect(self._on_thread_finished)
+        self.worker.done.connect(self.qthread.quit, QtCore.Qt.ConnectionType.DirectConnection)
+        self.qthread.finished.connect(self._on_thread_finished)
         self._running = False
 
     def start(self) -> None:
         self._running = True
-        self.thread.start()
+        self.qthread.start()
 
     @property
     def running(self) -> bool:
@@ -187,7 +187,7 @@ class TaskHandle(QtCore.QObject):
         """Join the thread; True when it stopped within the timeout."""
         if not self._running:
             return True
-        ok = bool(self.thread.wait(QtCore.QDeadlineTimer(int(timeout_ms))))
+        ok = bool(self.qthread.wait(QtCore.QDeadlineTimer(int(timeout_ms))))
         if ok:
             # deliver the queued thread-finished notification now
             self._on_thread_finished()
@@ -349,7 +349,7 @@ def _join_at_exit() -> None:
             try:
                 h.superseded = True
                 h.cancel()
-                if not h.thread.wait(QtCore.QDeadlineTimer(5000)):
+                if not h.qthread.wait(QtCore.QDeadlineTimer(5000)):
                     _ORPHANS.append(h)
             except RuntimeError:
                 continue

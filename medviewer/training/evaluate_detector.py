@@ -97,7 +97,7 @@ def _lesion_truth(volume: Volume, lesions: list[Any]) -> tuple[NDArray[np.float6
     for les in lesions:
         get = les.get if isinstance(les, dict) else (lambda k, d=None, _l=les: getattr(_l, k, d))
         cs.append(volume.index_to_patient(np.asarray(get("center_index"), float)))
-        ds.append(float(get("diameter_mm")))
+        ds.append(float(get("diameter_mm") or 0.0))
         ks.append(str(get("kind", "")))
     return np.array(cs, float).reshape(-1, 3), np.array(ds, float), ks
 
@@ -575,14 +575,14 @@ def evaluate(
     lab = np.concatenate(all_lab)
     feat = np.concatenate(all_feat)
     auc_all = frocm.roc_auc(abn, lab)
-    k = 5 if min(lab.sum(), (~lab).sum()) >= 5 else 2
-    cv_auc, fold_aucs = frocm.cross_validated_auc(feat, lab, k=k) if min(lab.sum(), (~lab).sum()) >= 2 else (float("nan"), [])
+    n_folds = 5 if min(lab.sum(), (~lab).sum()) >= 5 else 2
+    cv_auc, fold_aucs = frocm.cross_validated_auc(feat, lab, k=n_folds) if min(lab.sum(), (~lab).sum()) >= 2 else (float("nan"), [])
     results["case_level"] = {
         "n_lesion_free": int((~lab).sum()),
         "n_lesion_bearing": int(lab.sum()),
         "auc_abnormality_score": None if not np.isfinite(auc_all) else round(auc_all, 4),
         "cv_auc_logistic": None if not np.isfinite(cv_auc) else round(cv_auc, 4),
-        "cv_folds": k,
+        "cv_folds": n_folds,
         "cv_fold_aucs": [round(a, 4) for a in fold_aucs],
         "cv_features": "max, second-highest finding confidence, number of findings >= 0.5",
     }

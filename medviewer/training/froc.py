@@ -137,8 +137,7 @@ def froc(truths: Sequence[ScanTruth], dets: Sequence[ScanDetections], fp_rates: 
     n_les = len(les)
     thr = np.unique(np.concatenate([fp, les[np.isfinite(les)]]))[::-1]
     if n_scans == 0 or n_les == 0:
-        sens_at = {float(r): 0.0 for r in fp_rates}
-        return FrocResult(np.zeros(0), np.zeros(0), thr, sens_at, 0.0, n_scans, n_les)
+        return FrocResult(np.zeros(0), np.zeros(0), thr, {float(r): 0.0 for r in fp_rates}, 0.0, n_scans, n_les)
     fp_sorted = np.sort(fp)
     les_sorted = np.sort(les[np.isfinite(les)])
     # number of items with score >= t

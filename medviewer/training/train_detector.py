@@ -105,7 +105,10 @@ class TrainVolume:
 def _lesion_fields(les: Any) -> tuple[tuple[float, float, float], float, str]:
     get = les.get if isinstance(les, dict) else (lambda k, d=None: getattr(les, k, d))
     c = get("center_index")
-    return (float(c[0]), float(c[1]), float(c[2])), float(get("diameter_mm")), str(get("kind", ""))
+    d = get("diameter_mm")
+    if c is None or d is None:
+        raise ValueError(f"lesion record without centre or diameter: {les!r}")
+    return (float(c[0]), float(c[1]), float(c[2])), float(d), str(get("kind", ""))
 
 
 def _to_train_volume(item: Any, seed: int) -> TrainVolume:
@@ -758,8 +761,8 @@ def main(args: argparse.Namespace) -> int:
     batch = int(args.batch_size) if getattr(args, "batch_size", None) else DEFAULT_BATCH
     run = Path(args.out) if getattr(args, "out", None) else Path("runs/detector")
     data = Path(args.data) if getattr(args, "data", None) else cache_dir() / "detector_data"
-    n_train = int(getattr(args, "n_train", None) or os.environ.get("MEDVIEWER_DETECTOR_NTRAIN", N_TRAIN))
-    n_val = int(getattr(args, "n_val", None) or os.environ.get("MEDVIEWER_DETECTOR_NVAL", N_VAL))
+    n_train = int(getattr(args, "n_train", None) or os.environ.get("MEDVIEWER_DETECTOR_NTRAIN") or N_TRAIN)
+    n_val = int(getattr(args, "n_val", None) or os.environ.get("MEDVIEWER_DETECTOR_NVAL") or N_VAL)
     shape = tuple(int(s) for s in os.environ.get("MEDVIEWER_DETECTOR_SHAPE", "x".join(map(str, TRAIN_SHAPE))).split("x"))
     version = os.environ.get("MEDVIEWER_DETECTOR_VERSION", "1.0.0")
     hn_every = int(os.environ.get("MEDVIEWER_DETECTOR_HN_EVERY", 250))
