@@ -184,3 +184,30 @@ def test_host_hu_placement_puts_lesions_anywhere_suitable_and_caches_by_group(tm
     assert all(np.array_equal(a.hu, b.hu) for a, b in zip(vols, again))  # read back from the cache
     with pytest.raises(ValueError, match="placement"):
         td._generate_volume(1, shape, False, placement="nowhere")
+
+
+def test_train_main_fine_tunes_from_init_weights_on_every_volume_group(tmp_path, monkeypatch):
+    import argparse
+    import json
+
+    from medviewer.ai.weights import save_weights
+
+    torch.manual_seed(3)
+    start = build_model()
+    save_weights("detector", start.state_dict(), {"version": "0.9-test"}, tmp_path / "models")
+    for key, value in {
+        "NTRAIN": "1", "NVAL": "1", "NTRAIN_ABDOMEN": "1", "NVAL_ABDOMEN": "0",
+        "NTRAIN_HOST_HU": "2", "NVAL_HOST_HU": "1", "SHAPE": "16x128x128", "CKPT_EVERY": "1",
+    }.items():
+        monkeypatch.setenv(f"MEDVIEWER_DETECTOR_{key}", value)
+    args = argparse.Namespace(
+        steps=1, batch_size=1, out=tmp_path / "run", data=tmp_path / "data", init=tmp_path / "models",
+        threads=None, device="cpu", seed=0, resume=False, install=False,
+    )
+    assert td.main(args) == 0
+    names = sorted(p.name for p in (tmp_path / "data" / "train").glob("*.npz"))
+    assert names == ["0_16x128x128.npz", "5000_16x128x128_z-120.npz", "7000_16x128x128_host_hu.npz", "7001_16x128x128_z-120_host_hu.npz"]
+    card = json.loads((tmp_path / "run" / "detector.json").read_text())
+    assert card["training"]["initialised_from"]["model"] == "detector 0.9-test"
+    assert "AdamW lr 0.001" in card["training"]["optimizer"]  # the fine-tuning schedule
+    assert card["calibration"]["validation_seeds"] == [90000, 90700]

@@ -706,7 +706,7 @@ def finalize(
         "method": "temperature scaling (with offset) of the centre heat-map peak logit, fitted by NLL on validation phantoms",
         "temperature": round(res["temperature"], 5),
         "bias": round(res["bias"], 5),
-        "validation_seeds": [val[0].seed, val[-1].seed] if val else [],
+        "validation_seeds": sorted(int(v.seed) for v in val),
         "n_candidates": res["n_candidates"],
         "ece_before": round(res["ece_raw"], 4),
         "ece_after": round(res["ece"], 4),
