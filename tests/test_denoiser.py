@@ -51,6 +51,7 @@ def small_cfg(steps: int, **kw: object) -> TrainConfig:
     cfg = TrainConfig(steps=steps, batch_size=4, patch=32, lr=2e-3, warmup=1, ckpt_every=1000, val_every=5)
     cfg.arch = SMALL
     cfg.loss = LossWeights(gan_start=0.5)
+    cfg.n_head_phantoms = 0
     for k, v in kw.items():
         setattr(cfg, k, v)
     return cfg
@@ -266,15 +267,36 @@ def test_shipped_weights_keep_mean_and_lower_noise():
 
 
 def test_training_pairs_cover_every_pixel_size_with_held_out_phantoms(tmp_path):
-    cfg = small_cfg(1, n_phantoms=2, slices_per_phantom=2, pixel_sizes=(5.6, 8.0), slice_size=64)
+    cfg = small_cfg(1, n_phantoms=2, slices_per_phantom=2, pixel_sizes=(5.6, 8.0), slice_size=64,
+                    head_pixel_sizes=(4.0,), n_head_phantoms=2)
     full, low, vf, vl, info = td.load_training_pairs(tmp_path, cfg)
-    # per pixel size: phantom 1 trains (2 slices), phantom 2 validates (2 slices)
-    assert full.shape == low.shape == (4, 64, 64) and vf.shape == vl.shape == (4, 64, 64)
-    assert info["pixel_mm"] == [5.6, 8.0] and info["pairs"] == 4 and info["validation_pairs"] == 4
-    assert len(list(tmp_path.iterdir())) == 2  # one cached dataset folder per pixel size
+    # per pixel size (two body, one head): phantom 1 trains (2 slices), phantom 2 validates (2 slices)
+    assert full.shape == low.shape == (6, 64, 64) and vf.shape == vl.shape == (6, 64, 64)
+    assert info["pixel_mm"] == [5.6, 8.0, 4.0] and info["pairs"] == 6 and info["validation_pairs"] == 6
+    assert info["regions"] == ["chest/abdomen", "head"]
+    assert len(list(tmp_path.iterdir())) == 3  # one cached dataset folder per pixel size and region
+    head = json.loads(next(d for d in tmp_path.iterdir() if "region" in (d / "dataset.json").read_text()).joinpath("dataset.json").read_text())
+    assert head["params"]["region"] == "head" and head["params"]["pixel_mm"] == 4.0
     assert not any(np.array_equal(v, f) for v in vf for f in full)  # validation slices are not trained on
     again = td.load_training_pairs(tmp_path, cfg)  # second call reads the cache
     assert np.array_equal(again[0], full) and np.array_equal(again[3], vl)
+
+
+def test_training_targets_clean_phantom_or_simulated_full_dose(tmp_path):
+    from dataclasses import replace
+
+    cfg = small_cfg(1, n_phantoms=2, slices_per_phantom=2, pixel_sizes=(5.6,), slice_size=64)
+    clean, low, vc, _, info = td.load_training_pairs(tmp_path, cfg)
+    full, low2, vf, _, info_full = td.load_training_pairs(tmp_path, replace(cfg, target="full"))
+    assert np.array_equal(low, low2)  # same inputs, different targets
+    assert "noise-free" in info["targets"] and "full-dose" in info_full["targets"]
+    body = clean > -300
+    # the clean target carries no noise; the full-dose target carries part of the low-dose noise
+    assert float(np.abs(clean - full)[body].mean()) > 1.0
+    assert float(np.abs(low - clean)[body].std()) > float(np.abs(low - full)[body].std())
+    assert not np.array_equal(vc, vf)
+    with pytest.raises(ModelError, match="unknown denoiser target"):
+        td.load_training_pairs(tmp_path, replace(cfg, target="nonsense"))
 
 
 def test_init_starts_training_from_shipped_style_weights(tmp_path):

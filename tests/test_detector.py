@@ -186,6 +186,18 @@ def test_host_hu_placement_puts_lesions_anywhere_suitable_and_caches_by_group(tm
         td._generate_volume(1, shape, False, placement="nowhere")
 
 
+def test_head_volumes_carry_lesions_in_the_head():
+    from medviewer.training.phantom_anatomy import TISSUE_GRAY_MATTER  # noqa: F401 - the head anatomy exists
+
+    v = td._generate_volume(9_000, (16, 128, 128), False, z_center_mm=td.Z_HEAD_MM, placement="host_hu", region="head")
+    hu = v.hu.astype(np.float32)
+    assert len(v.centers) >= 1 and v.labels.any()
+    assert float(hu.max()) > 900  # the skull
+    for c in v.centers:  # lesion centres lie in soft tissue of the head, not in air or bone
+        k, j, i = (int(round(x)) for x in c)
+        assert -200 < hu[k, j, i] < 300
+
+
 def test_train_main_fine_tunes_from_init_weights_on_every_volume_group(tmp_path, monkeypatch):
     import argparse
     import json
@@ -197,7 +209,8 @@ def test_train_main_fine_tunes_from_init_weights_on_every_volume_group(tmp_path,
     save_weights("detector", start.state_dict(), {"version": "0.9-test"}, tmp_path / "models")
     for key, value in {
         "NTRAIN": "1", "NVAL": "1", "NTRAIN_ABDOMEN": "1", "NVAL_ABDOMEN": "0",
-        "NTRAIN_HOST_HU": "2", "NVAL_HOST_HU": "1", "SHAPE": "16x128x128", "CKPT_EVERY": "1",
+        "NTRAIN_HOST_HU": "2", "NVAL_HOST_HU": "1", "NTRAIN_HEAD": "1", "NVAL_HEAD": "1",
+        "SHAPE": "16x128x128", "CKPT_EVERY": "1",
     }.items():
         monkeypatch.setenv(f"MEDVIEWER_DETECTOR_{key}", value)
     args = argparse.Namespace(
@@ -206,8 +219,12 @@ def test_train_main_fine_tunes_from_init_weights_on_every_volume_group(tmp_path,
     )
     assert td.main(args) == 0
     names = sorted(p.name for p in (tmp_path / "data" / "train").glob("*.npz"))
-    assert names == ["0_16x128x128.npz", "5000_16x128x128_z-120.npz", "7000_16x128x128_host_hu.npz", "7001_16x128x128_z-120_host_hu.npz"]
+    assert names == [
+        "0_16x128x128.npz", "5000_16x128x128_z-120.npz", "7000_16x128x128_host_hu.npz",
+        "7001_16x128x128_z-120_host_hu.npz", "9000_16x128x128_z5_host_hu_head.npz",
+    ]
     card = json.loads((tmp_path / "run" / "detector.json").read_text())
     assert card["training"]["initialised_from"]["model"] == "detector 0.9-test"
     assert "AdamW lr 0.001" in card["training"]["optimizer"]  # the fine-tuning schedule
-    assert card["calibration"]["validation_seeds"] == [90000, 90700]
+    assert card["calibration"]["validation_seeds"] == [90000, 90700, 90900]
+    assert "head" in card["training"]["groups"]

@@ -165,3 +165,36 @@ def test_z_centre_moves_the_volume_down_to_the_kidneys() -> None:
     assert (lower.tissue == TISSUE_LUNG).sum() < (upper.tissue == TISSUE_LUNG).sum()
     default = make_phantom(5, n_lesions=0, contrast=False, z_center_mm=-10.0, **SMALL)
     assert np.array_equal(default.volume.voxels, upper.volume.voxels)  # the default is unchanged
+
+
+def test_head_phantom_anatomy_values_and_lesions_in_the_brain() -> None:
+    from medviewer.training.phantom_anatomy import (
+        TISSUE_CORTICAL_BONE,
+        TISSUE_CSF,
+        TISSUE_GRAY_MATTER,
+        TISSUE_WHITE_MATTER,
+    )
+
+    ph = make_phantom(21, shape=(12, 256, 256), spacing=(2.5, 0.9, 0.9), n_lesions=3, region="head", z_center_mm=5.0)
+    again = make_phantom(21, shape=(12, 256, 256), spacing=(2.5, 0.9, 0.9), n_lesions=3, region="head", z_center_mm=5.0)
+    assert again.volume.voxels.tobytes() == ph.volume.voxels.tobytes()  # deterministic
+    v, t = ph.volume.voxels, ph.tissue
+    free = ph.labels == 0
+
+    def median(cls: int) -> float:
+        core = ndimage.binary_erosion(t == cls, iterations=1) & free
+        assert core.sum() > 50, TISSUE_NAMES[cls]
+        return float(np.median(v[core]))
+
+    gm, wm, csf, bone = (median(c) for c in (TISSUE_GRAY_MATTER, TISSUE_WHITE_MATTER, TISSUE_CSF, TISSUE_CORTICAL_BONE))
+    # non-contrast head CT: bone >> grey matter > white matter > CSF
+    assert bone > 900 and 30 < gm < 46 and 20 < wm < 35 and csf < 16 and gm - wm > 3
+    assert ph.volume.metadata.windows[0].name == "brain" and not ph.contrast
+    assert ph.lesions and all(les.kind not in ("solid_nodule", "part_solid_nodule") for les in ph.lesions)
+    for les in ph.lesions:
+        k, j, i = (int(round(c)) for c in les.center_index)
+        assert t[k, j, i] in (TISSUE_GRAY_MATTER, TISSUE_WHITE_MATTER), les
+    with pytest.raises(ValueError, match="no lungs"):
+        make_phantom(1, region="head", lesion_kinds=["solid_nodule"], **SMALL)
+    with pytest.raises(ValueError, match="unknown region"):
+        make_phantom(1, region="knee", **SMALL)

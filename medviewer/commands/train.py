@@ -35,6 +35,14 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         q.add_argument(
             "--install", action="store_true", help="write the final weights and model card into resources/models"
         )
+        if name == "denoiser":
+            q.add_argument(
+                "--target",
+                choices=("clean", "full"),
+                default="clean",
+                help="what the generator learns to output: the noise-free phantom (default) or the "
+                "simulated full-dose scan, which keeps full-dose noise",
+            )
         q.set_defaults(func=_run)
 
 

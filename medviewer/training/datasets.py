@@ -227,13 +227,22 @@ class DenoisingPairs:
 
 
 def _denoise_job(root: str, pseed: int, slices: int, size: int, pixel_mm: float, thickness: float,
-                 doses: tuple[float, float], full_dose_noise: bool, cancel: CancelFn | None = None) -> None:
+                 doses: tuple[float, float], full_dose_noise: bool, region: str = "body",
+                 cancel: CancelFn | None = None) -> None:
     rootp = Path(root)
     marker = rootp / f"{pseed:07d}.json"
     if marker.exists():
         return
-    dz = max(thickness, Z_SPAN_MM / slices)
-    ph = make_phantom(pseed, shape=(slices, size, size), spacing=(dz, pixel_mm, pixel_mm), slice_thickness=thickness, cancel=cancel)
+    if region == "head":
+        from medviewer.training.phantom_head import HEAD_Z_RANGE_MM
+
+        lo_z, hi_z = HEAD_Z_RANGE_MM
+        dz = max(thickness, (hi_z - lo_z) / slices)
+        ph = make_phantom(pseed, shape=(slices, size, size), spacing=(dz, pixel_mm, pixel_mm), slice_thickness=thickness,
+                          cancel=cancel, region="head", z_center_mm=(lo_z + hi_z) / 2.0)
+    else:
+        dz = max(thickness, Z_SPAN_MM / slices)
+        ph = make_phantom(pseed, shape=(slices, size, size), spacing=(dz, pixel_mm, pixel_mm), slice_thickness=thickness, cancel=cancel)
     rng = np.random.default_rng(np.random.SeedSequence([pseed, 2024]))
     from medviewer.training.lowdose import simulate_dose_pair, simulate_low_dose
 
@@ -271,6 +280,7 @@ def build_denoising_pairs(
     cancel: CancelFn | None = None,
     *,
     full_dose_noise: bool = True,
+    region: str = "body",
 ) -> DenoisingPairs:
     """Build (or resume, or just open) a cached set of denoising pairs.
 
@@ -297,6 +307,9 @@ def build_denoising_pairs(
     full_dose_noise : bool
         True: ``full`` carries realistic full-dose noise (paired with the low
         dose by binomial thinning). False: ``full`` is the noise-free phantom.
+    region : {"body", "head"}
+        Chest/abdomen phantoms (slices over :data:`Z_SPAN_MM`) or head phantoms
+        (slices over :data:`medviewer.training.phantom_head.HEAD_Z_RANGE_MM`).
 
     Returns
     -------
@@ -323,10 +336,12 @@ def build_denoising_pairs(
         raise ValueError(f"spacing must be positive, got {spacing}")
     params = {"slices_per_phantom": int(slices_per_phantom), "doses": [float(doses[0]), float(doses[1])], "size": int(size),
               "thickness": thickness, "pixel_mm": pixel, "full_dose_noise": bool(full_dose_noise)}
+    if region != "body":  # body sets keep their cache folder names
+        params["region"] = str(region)
     root = _param_folder(Path(cache_dir), "denoise", params)
     seeds = list(range(int(seed), int(seed) + int(n_phantoms)))
     todo = [s for s in seeds if not (root / f"{s:07d}.json").exists()]
-    args = [(str(root), s, int(slices_per_phantom), int(size), pixel, thickness, (float(doses[0]), float(doses[1])), bool(full_dose_noise)) for s in todo]
+    args = [(str(root), s, int(slices_per_phantom), int(size), pixel, thickness, (float(doses[0]), float(doses[1])), bool(full_dose_noise), str(region)) for s in todo]
     _run_jobs(_denoise_job, args, workers, progress, cancel, "denoising pairs", len(seeds) - len(todo), len(seeds))
     dose_arr = np.empty(len(seeds) * slices_per_phantom, np.float32)
     for n, s in enumerate(seeds):

@@ -495,6 +495,33 @@ def _table(rows: list[tuple[str, frocm.FrocResult]]) -> str:
 
 
 # --------------------------------------------------------------------------- main
+def source_of(case_name: str) -> str:
+    """The real slice a real-background case was grown from (``"phantom"`` for phantom cases)."""
+    if not case_name.startswith("real-"):
+        return "phantom"
+    return case_name[len("real-"):].rsplit("-", 3)[0].removesuffix(".dcm")
+
+
+def froc_by_source(cases: list[EvalCase], dets: list[frocm.ScanDetections]) -> dict[str, dict[str, Any]]:
+    """FROC summary of each real source slice's volumes (few lesions each: a diagnostic, not a score)."""
+    groups: dict[str, list[int]] = {}
+    for i, c in enumerate(cases):
+        groups.setdefault(source_of(c.name), []).append(i)
+    out: dict[str, dict[str, Any]] = {}
+    for src, idx in groups.items():
+        r = frocm.froc([cases[i].truth for i in idx], [dets[i] for i in idx])
+        if r.n_lesions == 0:
+            continue
+        out[src] = {
+            "n_volumes": len(idx),
+            "n_lesions": r.n_lesions,
+            "cpm": round(r.cpm, 3),
+            "sensitivity_at_1fp": round(r.sens_at.get(1.0, float("nan")), 3),
+            "sensitivity_at_8fp": round(r.sens_at.get(8.0, float("nan")), 3),
+        }
+    return out
+
+
 def evaluate(
     out: Path,
     quick: bool = False,
@@ -571,6 +598,8 @@ def evaluate(
             "reliability": table,
             "case_auc_abnormality": None if not np.isfinite(auc) else round(auc, 4),
         }
+        if set_name == "real-background":
+            results["sets"][set_name]["by_source_slice"] = froc_by_source(cases, det["dets"])
     abn = np.concatenate(all_abn)
     lab = np.concatenate(all_lab)
     feat = np.concatenate(all_feat)
@@ -613,6 +642,13 @@ def evaluate(
         f"{cl['n_lesion_free']} lesion-free volumes): {cl['auc_abnormality_score']}; {cl['cv_folds']}-fold cross-validated "
         f"logistic estimate: {cl['cv_auc_logistic']}"
     )
+    by_src = results["sets"].get("real-background", {}).get("by_source_slice")
+    if by_src:
+        md += ["", "## Real backgrounds by source slice (few lesions each: a diagnostic)", "",
+               "| source slice | volumes | lesions | CPM | sens. at 1 FP/scan | sens. at 8 FP/scan |", "|---|---|---|---|---|---|"]
+        md += [f"| {k} | {v['n_volumes']} | {v['n_lesions']} | {v['cpm']:.3f} | {v['sensitivity_at_1fp']:.3f} | {v['sensitivity_at_8fp']:.3f} |"
+               for k, v in by_src.items()]
+        md.append("")
     if "speed_cpu" in results:
         sp = results["speed_cpu"]
         md.append(f"- speed: {sp['ms_per_slice']:.1f} ms per 512x512 slice on {sp['threads']} CPU threads (whole detector)")

@@ -1,11 +1,14 @@
-"""Seeded, deterministic CT phantoms of the chest and upper abdomen with lesions.
+"""Seeded, deterministic CT phantoms of the chest and upper abdomen, or of the head, with lesions.
 
 :func:`make_phantom` paints a random patient (habitus, organs, vessels,
 airways, bones, table; optional portal-venous contrast; see
 :mod:`medviewer.training.phantom_anatomy`) and inserts lesions into the
 organs where they occur (nodules in the lungs, hypo/hyperdense lesions in
 liver and kidneys, soft-tissue masses in fat or muscle; see
-:mod:`medviewer.training.phantom_lesions`).
+:mod:`medviewer.training.phantom_lesions`). ``region="head"`` paints a head
+instead (scalp, skull, cortex and white matter, ventricles; see
+:mod:`medviewer.training.phantom_head`), with focal hypo- and hyperdense
+lesions and masses in the brain.
 
 The phantom is noise-free ground truth with scanner blur and partial-volume
 edges; add realistic acquisition noise with
@@ -29,12 +32,14 @@ from medviewer.progress import CancelFn, Progress, ProgressFn, check_cancel
 from medviewer.training.phantom_anatomy import (
 
     TISSUE_FAT,
+    TISSUE_GRAY_MATTER,
     TISSUE_HU_RANGES,
     TISSUE_KIDNEY,
     TISSUE_LIVER,
     TISSUE_LUNG,
     TISSUE_MUSCLE,
     TISSUE_NAMES,
+    TISSUE_WHITE_MATTER,
     build_anatomy,
 )
 from medviewer.training.phantom_lesions import LESION_KINDS, LESION_SHAPES, Lesion, insert_lesions
@@ -46,12 +51,19 @@ EVALUATION_SEED_BASE = 1_000_000
 """Held-out evaluation phantoms use seeds ``>= EVALUATION_SEED_BASE``."""
 DEMO_SEED = 424_242
 """Seed of the demo study (neither a training nor an evaluation seed)."""
+REGIONS = ("body", "head")
+"""Anatomical regions :func:`make_phantom` paints."""
 
 CT_WINDOWS = [
     WindowPreset(40.0, 400.0, "soft tissue"),
     WindowPreset(-600.0, 1500.0, "lung"),
     WindowPreset(400.0, 1800.0, "bone"),
     WindowPreset(60.0, 160.0, "liver"),
+]
+HEAD_WINDOWS = [
+    WindowPreset(40.0, 80.0, "brain"),
+    WindowPreset(80.0, 200.0, "subdural"),
+    WindowPreset(600.0, 2800.0, "bone"),
 ]
 
 
@@ -101,8 +113,9 @@ def make_phantom(
     lesion_shapes: Sequence[str] | None = None,
     slice_thickness: float | None = None,
     z_center_mm: float = -10.0,
+    region: str = "body",
 ) -> Phantom:
-    """Generate one deterministic chest/upper-abdomen CT phantom with lesions.
+    """Generate one deterministic chest/upper-abdomen (or head) CT phantom with lesions.
 
     Parameters
     ----------
@@ -136,7 +149,13 @@ def make_phantom(
     z_center_mm : float
         Craniocaudal centre of the volume relative to the right diaphragm
         dome (mm, superior positive, before habitus scaling): -10 (default)
-        shows lung bases and liver, about -120 the kidneys and bowel.
+        shows lung bases and liver, about -120 the kidneys and bowel. For
+        ``region="head"``: mm from the widest level of the cranium
+        (:data:`medviewer.training.phantom_head.HEAD_Z_RANGE_MM`).
+    region : {"body", "head"}
+        ``"body"``: chest / upper abdomen; ``"head"``: an axial brain CT in a
+        head holder. Head lesions (every kind but the lung nodules) sit in the
+        brain parenchyma.
 
     Returns
     -------
@@ -160,6 +179,13 @@ def make_phantom(
         for k in lesion_kinds:
             if k not in LESION_KINDS:
                 raise ValueError(f"unknown lesion kind {k!r}; expected one of {LESION_KINDS}")
+    if region not in REGIONS:
+        raise ValueError(f"unknown region {region!r}; expected one of {REGIONS}")
+    if region == "head":
+        lung_free = [k for k in (lesion_kinds or LESION_KINDS) if k not in ("solid_nodule", "part_solid_nodule")]
+        if not lung_free:
+            raise ValueError("head phantoms have no lungs: choose lesion kinds other than nodules")
+        lesion_kinds = lung_free
     rng_main, rng_anat, rng_les = _child_rngs(seed, 3)
     if contrast is None:
         contrast = bool(rng_main.random() < 0.5)
@@ -167,18 +193,27 @@ def make_phantom(
         n_lesions = int(rng_main.integers(0, 7))
     report = Progress(progress)
     check_cancel(cancel, "phantom generation")
-    hu, tissue, hab, origin = build_anatomy(
-        rng_anat, shape_t, spacing_t, bool(contrast), report.sub(0.0, 0.85), cancel, slice_thickness,  # type: ignore[arg-type]
-        z_center_mm=float(z_center_mm),
-    )
+    if region == "head":
+        from medviewer.training.phantom_head import build_head_anatomy
+
+        contrast = False  # non-contrast head CT
+        hu, tissue, hab, origin = build_head_anatomy(
+            rng_anat, shape_t, spacing_t, report.sub(0.0, 0.85), cancel, slice_thickness,  # type: ignore[arg-type]
+            z_center_mm=float(z_center_mm),
+        )
+    else:
+        hu, tissue, hab, origin = build_anatomy(
+            rng_anat, shape_t, spacing_t, bool(contrast), report.sub(0.0, 0.85), cancel, slice_thickness,  # type: ignore[arg-type]
+            z_center_mm=float(z_center_mm),
+        )
     meta = VolumeMetadata(
         modality="CT",
         patient_name=f"PHANTOM^{int(seed)}",
         patient_id=f"PH{int(seed):07d}",
         study_description="MedViewer phantom (synthetic, research use only)",
-        series_description="Phantom full dose" + (" contrast" if contrast else ""),
+        series_description=("Phantom head" if region == "head" else "Phantom full dose") + (" contrast" if contrast else ""),
         slice_thickness=float(slice_thickness) if slice_thickness else spacing_t[0],
-        windows=list(CT_WINDOWS),
+        windows=list(HEAD_WINDOWS if region == "head" else CT_WINDOWS),
         units="HU",
         manufacturer="MedViewer phantom",
         extra={"phantom_seed": int(seed), "contrast": bool(contrast), "habitus": {
@@ -190,7 +225,8 @@ def make_phantom(
     lesions: list[Lesion] = []
     if n_lesions > 0:
         check_cancel(cancel, "phantom generation")
-        hosts = {
+        brain = (tissue == TISSUE_GRAY_MATTER) | (tissue == TISSUE_WHITE_MATTER)
+        hosts = {k: brain for k in LESION_KINDS} if region == "head" else {
             "solid_nodule": tissue == TISSUE_LUNG,
             "part_solid_nodule": tissue == TISSUE_LUNG,
             "liver_hypo": tissue == TISSUE_LIVER,
@@ -230,7 +266,9 @@ __all__ = [
     "TRAINING_SEED_LIMIT",
     "EVALUATION_SEED_BASE",
     "DEMO_SEED",
+    "REGIONS",
     "CT_WINDOWS",
+    "HEAD_WINDOWS",
 ]
 
 

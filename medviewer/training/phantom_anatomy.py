@@ -58,6 +58,8 @@ TISSUE_CARTILAGE = 19
 TISSUE_TABLE = 20
 TISSUE_DISC = 21
 TISSUE_CSF = 22
+TISSUE_GRAY_MATTER = 23
+TISSUE_WHITE_MATTER = 24
 
 TISSUE_NAMES: dict[int, str] = {
     TISSUE_AIR: "air (outside the body)",
@@ -65,7 +67,7 @@ TISSUE_NAMES: dict[int, str] = {
     TISSUE_FAT: "fat (subcutaneous, visceral, mediastinal)",
     TISSUE_MUSCLE: "skeletal muscle (and diaphragm)",
     TISSUE_LUNG: "lung parenchyma",
-    TISSUE_AIRWAY: "airway lumen (trachea, bronchi)",
+    TISSUE_AIRWAY: "airway lumen (trachea, bronchi; paranasal sinus and mastoid air of the head phantom)",
     TISSUE_LUNG_VESSEL: "pulmonary vessel",
     TISSUE_HEART: "heart (myocardium)",
     TISSUE_BLOOD: "blood pool (heart chambers, great vessels, liver veins)",
@@ -80,9 +82,11 @@ TISSUE_NAMES: dict[int, str] = {
     TISSUE_STOMACH: "stomach wall and content",
     TISSUE_PANCREAS: "pancreas",
     TISSUE_CARTILAGE: "costal cartilage",
-    TISSUE_TABLE: "patient table",
+    TISSUE_TABLE: "patient table (head holder and pad of the head phantom)",
     TISSUE_DISC: "intervertebral disc",
-    TISSUE_CSF: "spinal canal (CSF, cord)",
+    TISSUE_CSF: "CSF (spinal canal and cord; ventricles, sulci, subarachnoid space of the head phantom)",
+    TISSUE_GRAY_MATTER: "grey matter (cortex, deep nuclei; head phantom)",
+    TISSUE_WHITE_MATTER: "white matter (head phantom)",
 }
 
 #: HU ranges each tissue class must lie in (used by the tests; the wide ones
@@ -98,6 +102,8 @@ TISSUE_HU_RANGES: dict[int, tuple[float, float]] = {
     TISSUE_CORTICAL_BONE: (300.0, 1600.0),
     TISSUE_MARROW: (80.0, 400.0),
     TISSUE_GALLBLADDER: (-10.0, 30.0),
+    TISSUE_GRAY_MATTER: (15.0, 70.0),
+    TISSUE_WHITE_MATTER: (10.0, 60.0),
 }
 
 

@@ -83,6 +83,12 @@ N_TRAIN_HOST_HU = 32
 N_VAL_HOST_HU = 8
 TRAIN_HOST_HU_SEED0 = 7_000
 VAL_HOST_HU_SEED0 = 90_700
+#: Head phantoms (brain CT in a head holder), lesions placed by host HU anywhere in the head.
+Z_HEAD_MM = 5.0
+N_TRAIN_HEAD = 32
+N_VAL_HEAD = 8
+TRAIN_HEAD_SEED0 = 9_000
+VAL_HEAD_SEED0 = 90_900
 #: Inference with left-right flip test-time augmentation (recorded in the card's ``"inference"``;
 #: calibration is fitted on the same pipeline).
 FLIP_TTA = True
@@ -128,21 +134,27 @@ def _to_train_volume(item: Any, seed: int) -> TrainVolume:
 
 
 def _generate_volume(
-    seed: int, shape: tuple[int, int, int], lesion_free: bool, z_center_mm: float = -10.0, placement: str = "anatomical"
+    seed: int,
+    shape: tuple[int, int, int],
+    lesion_free: bool,
+    z_center_mm: float = -10.0,
+    placement: str = "anatomical",
+    region: str = "body",
 ) -> TrainVolume:
     """One training phantom; ``placement`` "anatomical" puts each lesion kind in its organ,
     "host_hu" anywhere in the body whose HU suits the kind (as on real backgrounds, where
-    no organ map exists: a kidney-like lesion may then sit in muscle or spleen)."""
+    no organ map exists: a kidney-like lesion may then sit in muscle or spleen).
+    ``region`` "head" paints a head phantom instead of the chest/abdomen."""
     from medviewer.training.phantom import make_phantom
     from medviewer.training.phantom_lesions import body_mask, insert_lesions
 
     n_lesions = 0 if lesion_free else int(np.random.default_rng([seed, 7]).integers(1, 7))
     if placement == "anatomical":
-        ph = make_phantom(seed, shape=shape, spacing=INTERNAL_SPACING, n_lesions=n_lesions, z_center_mm=z_center_mm)
+        ph = make_phantom(seed, shape=shape, spacing=INTERNAL_SPACING, n_lesions=n_lesions, z_center_mm=z_center_mm, region=region)
         return _to_train_volume(ph, seed)
     if placement != "host_hu":
         raise ValueError(f"unknown lesion placement {placement!r}")
-    ph = make_phantom(seed, shape=shape, spacing=INTERNAL_SPACING, n_lesions=0, z_center_mm=z_center_mm)
+    ph = make_phantom(seed, shape=shape, spacing=INTERNAL_SPACING, n_lesions=0, z_center_mm=z_center_mm, region=region)
     hu = np.asarray(ph.volume.voxels, np.float32)
     labels = np.zeros(hu.shape, np.int16)
     lesions: list[Any] = []
@@ -206,6 +218,7 @@ def load_volumes(
     lesion_free_fraction: float = 0.2,
     z_center_mm: float = -10.0,
     placement: str = "anatomical",
+    region: str = "body",
 ) -> list[TrainVolume]:
     """Generate (or read from the cache in ``folder``) ``n`` phantoms at the internal spacing.
 
@@ -218,7 +231,7 @@ def load_volumes(
     it stopped; a cached volume of another engine version is regenerated.
     ``z_center_mm`` places the volumes along the body (see ``make_phantom``):
     the default shows lung bases and liver, :data:`Z_ABDOMEN_MM` kidneys and bowel;
-    ``placement`` chooses where lesions go (see :func:`_generate_volume`).
+    ``placement`` chooses where lesions go and ``region`` the anatomy (see :func:`_generate_volume`).
     """
     prog = Progress(progress)
     folder.mkdir(parents=True, exist_ok=True)
@@ -229,6 +242,7 @@ def load_volumes(
         seed = seed0 + i
         zpart = "" if z_center_mm == -10.0 else f"_z{z_center_mm:g}"
         zpart += "" if placement == "anatomical" else f"_{placement}"
+        zpart += "" if region == "body" else f"_{region}"
         path = folder / f"{seed}_{'x'.join(map(str, shape))}{zpart}.npz"
         vol = None
         if path.is_file():
@@ -237,7 +251,7 @@ def load_volumes(
             except (OSError, ValueError, KeyError):
                 vol = None
         if vol is None:
-            vol = _generate_volume(seed, shape, bool(every) and i % every == every - 1, z_center_mm, placement)
+            vol = _generate_volume(seed, shape, bool(every) and i % every == every - 1, z_center_mm, placement, region)
             _save_volume(vol, path)
         out.append(vol)
         prog((i + 1) / n, f"phantom {i + 1}/{n}")
@@ -796,6 +810,14 @@ def main(args: argparse.Namespace) -> int:
         if nvh:
             s0 = VAL_HOST_HU_SEED0 + part * (n_val_host // 2 + n_val_host % 2)
             val += load_volumes(data / "val", nvh, s0, shape, bar, z_center_mm=zc, placement="host_hu")  # type: ignore[arg-type]
+    n_head = int(os.environ.get("MEDVIEWER_DETECTOR_NTRAIN_HEAD", N_TRAIN_HEAD))
+    n_val_head = int(os.environ.get("MEDVIEWER_DETECTOR_NVAL_HEAD", N_VAL_HEAD))
+    if n_head:
+        train += load_volumes(data / "train", n_head, TRAIN_HEAD_SEED0 + seed * n_head, shape, bar,  # type: ignore[arg-type]
+                              z_center_mm=Z_HEAD_MM, placement="host_hu", region="head")
+    if n_val_head:
+        val += load_volumes(data / "val", n_val_head, VAL_HEAD_SEED0, shape, bar,  # type: ignore[arg-type]
+                            z_center_mm=Z_HEAD_MM, placement="host_hu", region="head")
     data_seconds = time.time() - t_start
     model = build_model()
     model.to(device)
@@ -895,6 +917,12 @@ def main(args: argparse.Namespace) -> int:
     train_info = {
         "data": "project-generated CT phantoms only (medviewer.training.phantom.make_phantom at the internal spacing); "
         "no real patient data; the real CT slices from pydicom/pydicom-data are evaluation-only",
+        "groups": {
+            "chest_upper_abdomen": f"{n_train} train / {n_val} validation, lesions in their organs",
+            "kidney_level": f"{n_abd} / {n_val_abd}, centred {Z_ABDOMEN_MM:g} mm, lesions in their organs",
+            "host_hu_placement": f"{n_host} / {n_val_host}, half at each level, lesions anywhere the host HU suits the kind",
+            "head": f"{n_head} / {n_val_head}, brain CT phantoms (medviewer.training.phantom_head), lesions placed by host HU",
+        },
         "train": _data_summary(train),
         "validation": _data_summary(val),
         "volume_shape": list(shape),

@@ -1,0 +1,50 @@
+"""``medviewer evaluate detector``: the quick evaluation end to end, and its per-source breakdown."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from medviewer.training import evaluate_detector as ev
+from medviewer.training import froc as frocm
+
+
+def test_source_of_names_the_real_slice():
+    assert ev.source_of("real-explicit_VR-UN.dcm-2-1000000-24") == "explicit_VR-UN"
+    assert ev.source_of("real-693_UNCR.dcm-0-1000000-24") == "693_UNCR"
+    assert ev.source_of("phantom-1000003") == "phantom"
+
+
+def test_froc_by_source_scores_each_slice_on_its_own_volumes():
+    from medviewer.volume import Volume
+
+    vol = Volume(np.zeros((4, 8, 8), np.float32), spacing=(1.0, 1.0, 1.0))
+    centre = np.array([[2.0, 2.0, 2.0]])
+
+    def case(name: str, with_lesion: bool) -> ev.EvalCase:
+        c = centre if with_lesion else np.zeros((0, 3))
+        return ev.EvalCase(name, vol, c, np.full(len(c), 4.0), ["liver_hypo"] * len(c))
+
+    cases = [case("real-A.dcm-0-1-24", True), case("real-A.dcm-1-1-24", False), case("real-B.dcm-0-1-24", True)]
+    hit = frocm.ScanDetections(centre.copy(), np.array([0.9]))
+    miss = frocm.ScanDetections(np.array([[50.0, 50.0, 50.0]]), np.array([0.3]))
+    out = ev.froc_by_source(cases, [hit, miss, miss])
+    assert out["A"]["n_volumes"] == 2 and out["A"]["n_lesions"] == 1 and out["A"]["cpm"] == 1.0
+    assert out["B"]["cpm"] == 0.0
+
+
+@pytest.mark.timeout(600)
+def test_quick_evaluation_writes_tables_plots_and_per_source_rows(tmp_path):
+    res = ev.evaluate(tmp_path, quick=True, device="cpu")
+    assert {"held-out phantoms", "real-background"} <= set(res["sets"])
+    for s in res["sets"].values():
+        assert 0.0 <= s["detector"]["cpm"] <= 1.0 and 0.0 <= s["baseline_log"]["cpm"] <= 1.0
+        assert set(s["detector"]["sensitivity_at_fp"]) == {str(r) for r in frocm.FP_RATES}
+    real = res["sets"]["real-background"]
+    assert set(real["by_source_slice"]) == {"CT_small"}
+    assert real["by_source_slice"]["CT_small"]["n_lesions"] == real["n_lesions"]
+    assert (tmp_path / "froc.png").stat().st_size > 0 and (tmp_path / "reliability.png").stat().st_size > 0
+    assert json.loads((tmp_path / "results.json").read_text())["model"]["version"]
+    assert "by source slice" in (tmp_path / "results.md").read_text()
