@@ -163,3 +163,11 @@ def test_phantom_command(tmp_path: Path) -> None:
     assert vol.shape == (12, 96, 96)
     assert "lesions" in json.loads((tmp_path / "dcm" / "lesions.json").read_text())
     assert main(["phantom"]) == 2
+    head = tmp_path / "head.png"
+    assert main(["phantom", "--region", "head", "--preview", str(head), "--seed", "3", "--slices", "12", "--size", "96",
+                 "--lesions", "2", "--dicom", str(tmp_path / "head")]) == 0
+    assert head.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    hv = load(tmp_path / "head")
+    assert hv.shape == (12, 96, 96) and abs(hv.spacing[2] - 0.45 * 512 / 96) < 1e-3
+    assert float(hv.voxels.max()) > 900  # the skull
+    assert all("nodule" not in les["kind"] for les in json.loads((tmp_path / "head" / "lesions.json").read_text())["lesions"])

@@ -1,7 +1,7 @@
 """`medviewer phantom`: generate a CT phantom; preview it beside real CT or write it as DICOM.
 
-``medviewer phantom --preview OUT.png [--seed N]`` draws phantom slices next
-to real CT slices from pydicom / pydicom-data at the same windows.
+``medviewer phantom --preview OUT.png [--seed N] [--region head]`` draws phantom
+slices next to real CT slices from pydicom / pydicom-data at the same windows.
 ``medviewer phantom --dicom DIR [--seed N] [--dose F]`` writes the phantom
 (optionally with simulated scan noise at dose fraction F) as a CT series,
 with its lesions in ``DIR/lesions.json``.
@@ -23,6 +23,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--size", type=int, default=512, help="rows and columns (default 512, 0.7 mm pixels scaled to keep a 358 mm field)")
     p.add_argument("--lesions", type=int, default=None, help="number of lesions (default random 0-6)")
     p.add_argument("--dose", type=float, default=1.0, help="add scan noise at this dose fraction (default 1.0; 0 = noise-free)")
+    p.add_argument("--region", choices=("body", "head"), default="body",
+                   help="chest/upper abdomen (default) or head (0.45 mm pixels at --size 512)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --dicom folder")
     p.set_defaults(func=run)
 
@@ -40,21 +42,23 @@ def run(args: argparse.Namespace) -> int:
         raise ExportError("--size must be >= 32 and --slices >= 1")
     if not 0.0 <= args.dose <= 1.0:
         raise ExportError("--dose must be in [0, 1] (0 = noise-free)")
-    px = 0.7 * 512 / args.size
+    px = (0.45 if args.region == "head" else 0.7) * 512 / args.size
     shape = (args.slices, args.size, args.size)
     spacing = (2.5, px, px)
     dose = args.dose if args.dose > 0 else None
     if args.preview is not None:
         from medviewer.training.phantom_preview import render_preview
 
-        out = render_preview(args.preview, args.seed, shape=shape, spacing=spacing, dose=dose, progress=console_progress("preview "))
+        out = render_preview(args.preview, args.seed, shape=shape, spacing=spacing, dose=dose, region=args.region,
+                             progress=console_progress("preview "))
         print(out)
     if args.dicom is not None:
         from medviewer.dicom.write import write_series
         from medviewer.training.lowdose import simulate_low_dose_volume
         from medviewer.training.phantom import make_phantom
 
-        ph = make_phantom(args.seed, shape=shape, spacing=spacing, n_lesions=args.lesions, progress=console_progress("phantom "))
+        ph = make_phantom(args.seed, shape=shape, spacing=spacing, n_lesions=args.lesions, region=args.region,
+                          z_center_mm=5.0 if args.region == "head" else -10.0, progress=console_progress("phantom "))
         vol = ph.volume
         if dose is not None:
             vol = vol.with_voxels(simulate_low_dose_volume(vol.voxels, dose, pixel_mm=px, seed=args.seed, progress=console_progress("scan    ")))

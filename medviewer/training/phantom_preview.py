@@ -26,11 +26,20 @@ REAL_SAMPLES: tuple[tuple[str, str], ...] = (
     ("CT_small.dcm", "real: CT (pydicom CT_small)"),
     ("bad_sequence.dcm", "real: neck (pydicom-data bad_sequence)"),
 )
+#: Real head CT samples for ``region="head"``.
+REAL_HEAD_SAMPLES: tuple[tuple[str, str], ...] = (
+    ("693_UNCR.dcm", "real: head (pydicom-data 693_UNCR)"),
+    ("693_UNCI.dcm", "real: head (pydicom-data 693_UNCI)"),
+    ("J2K_pixelrep_mismatch.dcm", "real: skull base (J2K_pixelrep_mismatch)"),
+    ("eCT_Supplemental.dcm", "real: brain (eCT_Supplemental)"),
+)
 SOFT = (40.0, 400.0)
 LUNG = (-600.0, 1500.0)
+BRAIN = (40.0, 80.0)
+BONE = (600.0, 2800.0)
 
 
-def _real_slices() -> list[tuple[NDArray[np.float32], float, str]]:
+def _real_slices(samples: tuple[tuple[str, str], ...] = REAL_SAMPLES) -> list[tuple[NDArray[np.float32], float, str]]:
     """(HU slice, pixel mm, label) of the available real samples."""
     out: list[tuple[NDArray[np.float32], float, str]] = []
     try:
@@ -40,7 +49,7 @@ def _real_slices() -> list[tuple[NDArray[np.float32], float, str]]:
     from medviewer.dicom import load
     from medviewer.errors import DicomError
 
-    for name, label in REAL_SAMPLES:
+    for name, label in samples:
         try:
             path = get_testdata_file(name)
         except (ValueError, OSError):  # pragma: no cover - pydicom-data absent
@@ -60,13 +69,13 @@ def _real_slices() -> list[tuple[NDArray[np.float32], float, str]]:
     return out
 
 
-def _show(ax: Any, img: NDArray[np.float32], pixel_mm: float, window: tuple[float, float], title: str) -> None:
+def _show(ax: Any, img: NDArray[np.float32], pixel_mm: float, window: tuple[float, float], title: str, field_mm: float = 400.0) -> None:
     c, w = window
     h, wd = img.shape
     ext = (-wd * pixel_mm / 2, wd * pixel_mm / 2, h * pixel_mm / 2, -h * pixel_mm / 2)
     ax.imshow(img, cmap="gray", vmin=c - w / 2, vmax=c + w / 2, extent=ext, interpolation="bilinear")
-    ax.set_xlim(-200, 200)
-    ax.set_ylim(200, -200)
+    ax.set_xlim(-field_mm / 2, field_mm / 2)
+    ax.set_ylim(field_mm / 2, -field_mm / 2)
     ax.set_title(f"{title}\nW {w:.0f} / L {c:.0f}", fontsize=8)
     ax.axis("off")
 
@@ -78,6 +87,7 @@ def render_preview(
     shape: tuple[int, int, int] = (80, 512, 512),
     spacing: tuple[float, float, float] = (2.5, 0.7, 0.7),
     dose: float | None = 1.0,
+    region: str = "body",
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
 ) -> Path:
@@ -94,6 +104,9 @@ def render_preview(
     dose : float or None
         Add the noise of a scan at this dose fraction (1.0: routine dose,
         comparable to the real samples); None shows the noise-free phantom.
+    region : {"body", "head"}
+        Chest/abdomen phantom beside real body CT (soft-tissue and lung
+        windows), or head phantom beside real head CT (brain and bone windows).
     progress, cancel : callables, optional
 
     Returns
@@ -110,13 +123,16 @@ def render_preview(
 
     out = Path(out_png)
     report = Progress(progress)
-    ph = make_phantom(seed, shape=shape, spacing=spacing, contrast=None, progress=report.sub(0.0, 0.6), cancel=cancel)
+    head = region == "head"
+    ph = make_phantom(seed, shape=shape, spacing=spacing, contrast=None, region=region, z_center_mm=5.0 if head else -10.0,
+                      progress=report.sub(0.0, 0.6), cancel=cancel)
     vol = ph.volume.voxels
     nz = vol.shape[0]
-    picks = [(int(nz * 0.9), LUNG), (int(nz * 0.72), LUNG), (int(nz * 0.62), SOFT), (int(nz * 0.45), SOFT),
-             (int(nz * 0.3), SOFT), (int(nz * 0.08), SOFT)]
+    wide, narrow = (BONE, BRAIN) if head else (LUNG, SOFT)
+    picks = [(int(nz * 0.9), wide), (int(nz * 0.72), wide), (int(nz * 0.62), narrow), (int(nz * 0.45), narrow),
+             (int(nz * 0.3), narrow), (int(nz * 0.08), narrow)]
     lesion_slices = sorted({int(round(les.center_index[0])) for les in ph.lesions})[:2]
-    picks += [(k, LUNG if les_kind.endswith("nodule") else SOFT) for k, les_kind in
+    picks += [(k, LUNG if les_kind.endswith("nodule") else narrow) for k, les_kind in
               ((int(round(les.center_index[0])), les.kind) for les in ph.lesions) if k in lesion_slices][:2]
     seen: set[int] = set()
     picks = [(k, w) for k, w in picks if not (k in seen or seen.add(k))]  # type: ignore[func-returns-value]
@@ -129,7 +145,8 @@ def render_preview(
             sl = simulate_low_dose(sl, dose, pixel_mm=spacing[2], seed=rng)
         images.append((sl, float(spacing[2]), win, f"phantom seed {seed}, slice {k}" + (f", dose {dose:g}" if dose is not None else "")))
         report(0.6 + 0.3 * (n + 1) / len(picks), "simulating slices")
-    real = _real_slices()
+    real = _real_slices(REAL_HEAD_SAMPLES if head else REAL_SAMPLES)
+    field = 260.0 if head else 400.0
     ncols = 4
     rows_ph = (len(images) + ncols - 1) // ncols
     nrows = rows_ph + (1 if real else 0) + (1 if real else 0)
@@ -138,11 +155,12 @@ def render_preview(
     for ax in axes.ravel():
         ax.axis("off")
     for n, (img, px, win, title) in enumerate(images):
-        _show(axes[n // ncols, n % ncols], img, px, win, title)
+        _show(axes[n // ncols, n % ncols], img, px, win, title, field)
     for n, (img, px, label) in enumerate(real[:ncols]):
-        _show(axes[rows_ph, n], img, px, SOFT, label)
-        _show(axes[rows_ph + 1, n], img, px, LUNG, label)
-    fig.suptitle("MedViewer phantom (top) vs real CT samples (bottom), same windows, 400 mm field", fontsize=11, y=0.998)
+        _show(axes[rows_ph, n], img, px, narrow, label, field)
+        _show(axes[rows_ph + 1, n], img, px, wide, label, field)
+    fig.suptitle(f"MedViewer {'head ' if head else ''}phantom (top) vs real CT samples (bottom), same windows, "
+                 f"{field:.0f} mm field", fontsize=11, y=0.998)
     fig.tight_layout(rect=(0.0, 0.0, 1.0, 0.975))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
@@ -163,4 +181,4 @@ def render_preview(
     return out
 
 
-__all__ = ["render_preview", "REAL_SAMPLES"]
+__all__ = ["render_preview", "REAL_SAMPLES", "REAL_HEAD_SAMPLES"]
