@@ -32,6 +32,7 @@ from medviewer.training.phantom_shapes import (
     offset,
     subtract,
     smooth_noise,
+    texture,
     union,
 )
 
@@ -270,16 +271,8 @@ def build_anatomy(
     hab = Habitus(A, B, fat, mus, s, contrast, yc, {"enhancement": enh, "liver_shift_hu": liver_shift})
 
     z_extent = nz * sz
-    z_center = float(z_center_mm) * s
-    z0 = z_center - (nz - 1) * sz / 2.0
-    x0 = -(nx - 1) * sx / 2.0
-    y0 = -(ny - 1) * sy / 2.0
-    xs = (x0 + np.arange(nx) * sx).astype(np.float32)
-    ys = (y0 + np.arange(ny) * sy).astype(np.float32)
-    zs = (z0 + np.arange(nz) * sz).astype(np.float32)
-    hu = np.full(shape, -1000.0, np.float32)
-    tissue = np.zeros(shape, np.uint8)
-    cv = Canvas(hu, tissue, xs, ys, zs)
+    cv = Canvas.centred(shape, (sz, sy, sx), float(z_center_mm) * s)
+    hu, tissue, xs, ys, zs = cv.hu, cv.tissue, cv.x, cv.y, cv.z
     zlo, zhi = float(zs[0]) - 10, float(zs[-1]) + 10
     BIG = 1e4
     rep(0.02, "texture fields")
@@ -293,14 +286,7 @@ def build_anatomy(
     rep(0.25, "body")
     check_cancel(cancel, "phantom generation")
 
-    def tex(base: float, a_fine: float, a_coarse: float = 0.0) -> Callable[[tuple[slice, slice, slice]], Arr]:
-        def f(sl: tuple[slice, slice, slice]) -> Arr:
-            v = np.float32(base) + np.float32(a_fine) * fine[sl]
-            if a_coarse:
-                v = v + np.float32(a_coarse) * coarse[sl]
-            return v
-
-        return f
+    tex = texture(fine, coarse)
 
     # body outline: slightly narrower chest top, flat back on the table
     def a_of(z: Arr) -> float:
@@ -699,7 +685,7 @@ def build_anatomy(
                       lambda x, y, z: (np.maximum(-20.0 * s - z, z - 200.0 * s), np.full(np.broadcast(x, y, z).shape, thick, np.float32)))
     cv.paint(stern, (-20 * s, yc - B - 5, zlo), (20 * s, yc, zhi), 750.0, TISSUE_CORTICAL_BONE)
     cv.paint(offset(stern, -1.5 * s), (-20 * s, yc - B - 5, zlo), (20 * s, yc, zhi), tex(190.0, 25.0), TISSUE_MARROW)
-    del lung_alpha, liv_alpha, fine, coarse, blob, blob2
+    del lung_alpha, liv_alpha, fine, coarse, blob, blob2, tex
     rep(0.95, "scanner blur")
     check_cancel(cancel, "phantom generation")
     from scipy import ndimage

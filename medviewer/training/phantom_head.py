@@ -23,7 +23,6 @@ their noise.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -41,7 +40,7 @@ from medviewer.training.phantom_anatomy import (
     TISSUE_WHITE_MATTER,
     Habitus,
 )
-from medviewer.training.phantom_shapes import Arr, Canvas, ShapeFn, capsule, ellipsoid, intersect, offset, smooth_noise
+from medviewer.training.phantom_shapes import Arr, Canvas, ShapeFn, capsule, ellipsoid, intersect, offset, smooth_noise, texture
 
 HEAD_Z_RANGE_MM: tuple[float, float] = (-45.0, 55.0)
 """Useful craniocaudal centres of a head volume (mm from the widest level): from the
@@ -118,16 +117,8 @@ def build_head_anatomy(
     hab = Habitus(A, B, 0.0, 0.0, s, False, yc, {"skull_mm": skull_t, "scalp_mm": scalp, "atrophy": atrophy,
                                                  "gray_hu": gm_hu, "white_hu": wm_hu})
 
-    z_center = float(z_center_mm) * s
-    z0 = z_center - (nz - 1) * sz / 2.0
-    x0 = -(nx - 1) * sx / 2.0
-    y0 = -(ny - 1) * sy / 2.0
-    xs = (x0 + np.arange(nx) * sx).astype(np.float32)
-    ys = (y0 + np.arange(ny) * sy).astype(np.float32)
-    zs = (z0 + np.arange(nz) * sz).astype(np.float32)
-    hu = np.full(shape, -1000.0, np.float32)
-    tissue = np.zeros(shape, np.uint8)
-    cv = Canvas(hu, tissue, xs, ys, zs)
+    cv = Canvas.centred(shape, (sz, sy, sx), float(z_center_mm) * s)
+    hu, tissue, xs, ys, zs = cv.hu, cv.tissue, cv.x, cv.y, cv.z
     zlo, zhi = float(zs[0]) - 10, float(zs[-1]) + 10
     rep(0.05, "texture fields")
     check_cancel(cancel, "phantom generation")
@@ -138,14 +129,7 @@ def build_head_anatomy(
     gyri = smooth_noise(rng, shape, (max(0.5, 4.0 / sz), 3.0 / sy, 3.0 / sx), downsample=2)
     depth_field = smooth_noise(rng, shape, (max(0.5, 8.0 / sz), 10.0 / sy, 10.0 / sx), downsample=4)
 
-    def tex(base: float, a_fine: float, a_coarse: float = 0.0) -> Callable[[tuple[slice, slice, slice]], Arr]:
-        def f(sl: tuple[slice, slice, slice]) -> Arr:
-            v = np.float32(base) + np.float32(a_fine) * fine[sl]
-            if a_coarse:
-                v = v + np.float32(a_coarse) * coarse[sl]
-            return v
-
-        return f
+    tex = texture(fine, coarse)
 
     rep(0.2, "head holder and scalp")
     check_cancel(cancel, "phantom generation")
@@ -280,7 +264,7 @@ def build_head_anatomy(
             cv.paint(capsule(p, q, 5.0 * s, 2.5 * s, sp), lo, hi, tex(bone_hu, 60.0), TISSUE_CORTICAL_BONE)
             shp, bx = blob(sgn * (A / s - scalp / s - 10.0), 0.35 * B / s, -46.0, (8.0, 10.0, 9.0))
             cv.paint(shp, *bx, tex(-800.0, 120.0), TISSUE_AIRWAY, within=lambda sl: tissue[sl] != TISSUE_SKIN)
-    del fine, coarse, gyri, depth_field
+    del fine, coarse, gyri, depth_field, tex
 
     rep(0.95, "scanner blur")
     check_cancel(cancel, "phantom generation")

@@ -181,6 +181,19 @@ class Canvas:
     y: NDArray[np.float32]
     z: NDArray[np.float32]
 
+    @classmethod
+    def centred(cls, shape: tuple[int, int, int], spacing_zyx: tuple[float, float, float], z_center: float) -> Canvas:
+        """An air-filled canvas (-1000 HU, tissue 0) centred on x = y = 0 and ``z_center`` (mm)."""
+        nz, ny, nx = shape
+        sz, sy, sx = spacing_zyx
+        z0 = z_center - (nz - 1) * sz / 2.0
+        x0 = -(nx - 1) * sx / 2.0
+        y0 = -(ny - 1) * sy / 2.0
+        xs = (x0 + np.arange(nx) * sx).astype(np.float32)
+        ys = (y0 + np.arange(ny) * sy).astype(np.float32)
+        zs = (z0 + np.arange(nz) * sz).astype(np.float32)
+        return cls(np.full(shape, -1000.0, np.float32), np.zeros(shape, np.uint8), xs, ys, zs)
+
     @property
     def spacing_xyz(self) -> tuple[float, float, float]:
         def step(v: NDArray[np.float32]) -> float:
@@ -252,6 +265,22 @@ class Canvas:
         if tissue is not None:
             self.tissue[sl][a >= 0.5] = tissue
         return np.asarray(a, np.float32)
+
+
+def texture(fine: F32, coarse: F32) -> Callable[..., Callable[[tuple[slice, slice, slice]], Arr]]:
+    """``tex(base, a_fine, a_coarse=0)``: a textured HU value ``base + a_fine * fine + a_coarse * coarse``
+    for :meth:`Canvas.paint` (evaluated on the painted box only)."""
+
+    def tex(base: float, a_fine: float, a_coarse: float = 0.0) -> Callable[[tuple[slice, slice, slice]], Arr]:
+        def f(sl: tuple[slice, slice, slice]) -> Arr:
+            v = np.float32(base) + np.float32(a_fine) * fine[sl]
+            if a_coarse:
+                v = v + np.float32(a_coarse) * coarse[sl]
+            return v
+
+        return f
+
+    return tex
 
 
 def _interp_index(n_out: int, n_in: int) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float32]]:

@@ -643,39 +643,27 @@ def load_training_pairs(
     if (cache / "dataset.json").is_file():  # an existing dataset folder: reuse it exactly
         sets = [_open_dataset_folder(cache, cfg)]
     else:
-        sets = []
-        for i, px in enumerate(cfg.pixel_sizes):
+        # seed blocks: one per chest/abdomen pixel size, then one per head pixel size
+        blocks = [("body", px, cfg.n_phantoms) for px in cfg.pixel_sizes]
+        blocks += [("head", px, cfg.n_head_phantoms) for px in cfg.head_pixel_sizes if cfg.n_head_phantoms > 0]
+        sets, seed0 = [], cfg.seed
+        for region, px, n in blocks:
             sets.append(
                 datasets.build_denoising_pairs(
                     cache,
-                    n_phantoms=cfg.n_phantoms,
+                    n_phantoms=n,
                     slices_per_phantom=cfg.slices_per_phantom,
                     doses=cfg.doses,
-                    seed=cfg.seed + i * cfg.n_phantoms,
+                    seed=seed0,
                     size=cfg.slice_size,
                     spacing=(2.5, float(px)),
                     workers=workers,
                     progress=progress,
                     cancel=cancel,
+                    region=region,
                 )
             )
-        head_seed0 = cfg.seed + len(cfg.pixel_sizes) * cfg.n_phantoms
-        for i, px in enumerate(cfg.head_pixel_sizes if cfg.n_head_phantoms > 0 else ()):
-            sets.append(
-                datasets.build_denoising_pairs(
-                    cache,
-                    n_phantoms=cfg.n_head_phantoms,
-                    slices_per_phantom=cfg.slices_per_phantom,
-                    doses=cfg.doses,
-                    seed=head_seed0 + i * cfg.n_head_phantoms,
-                    size=cfg.slice_size,
-                    spacing=(2.5, float(px)),
-                    workers=workers,
-                    progress=progress,
-                    cancel=cancel,
-                    region="head",
-                )
-            )
+            seed0 += n
     n_total = sum(len(p) for p in sets)
     if n_total < 2 * len(sets):
         raise ModelError(f"need at least 2 training pairs per pixel size, got {n_total}")
