@@ -55,7 +55,7 @@ from medviewer.errors import CancelledError, ModelError
 from medviewer.progress import CancelFn, Progress, ProgressFn, check_cancel, console_progress
 
 MODEL_NAME = "denoiser"
-MODEL_VERSION = "1.1.0"
+MODEL_VERSION = "1.2.0"
 DOSES: tuple[float, float] = (0.08, 0.5)
 """Range of dose fractions of the training pairs (drawn log-uniformly per slice)."""
 HEAD_PIXEL_SIZES_MM: tuple[float, ...] = (0.35, 0.45)
