@@ -233,10 +233,14 @@ def test_train_main_installs_weights_and_card(tmp_path, monkeypatch):
     (run / "evaluation" / "results.json").write_text(json.dumps({"summary": {"real_dose0.25": {"ai": {"psnr": 40.0}}}}))
     monkeypatch.setattr(td, "TrainConfig", lambda seed=0: small_cfg(4, seed=seed))
     args = argparse.Namespace(
-        steps=4, out=run, resume=False, seed=3, device="cpu", batch_size=None, threads=None, data=tmp_path / "d", install=True
+        steps=4, out=run, resume=False, seed=3, device="cpu", batch_size=None, threads=None, data=tmp_path / "d", install=True,
+        version="1.2.0-test", note="a test run", phantoms=3, head_phantoms=0, slices_per_phantom=2, minutes=None,
     )
     assert td.main(args) == 0
     card = json.loads((res / "models" / "denoiser.json").read_text())
+    assert card["version"] == "1.2.0-test" and card["training"]["note"] == "a test run"
+    config = json.loads((run / "checkpoint.json").read_text())["config"]
+    assert (config["n_phantoms"], config["n_head_phantoms"], config["slices_per_phantom"]) == (3, 0, 2)
     assert card["intended_use"] == "Research use only, not for diagnosis."
     assert card["training"]["steps"] == 4 and card["metrics"]["real_dose0.25"]["ai"]["psnr"] == 40.0
     assert card["macs_per_512x512_slice"] > 0 and card["parameters"] > 0

@@ -10,6 +10,7 @@ import torch
 
 from medviewer.ai.detect import extract_candidates, internal_shape, stack_context
 from medviewer.ai.detector import INTERNAL_SPACING, LesionNet, build_model, count_macs, count_params, model_config
+from medviewer.errors import ModelError
 from medviewer.training import train_detector as td
 
 
@@ -207,15 +208,11 @@ def test_train_main_fine_tunes_from_init_weights_on_every_volume_group(tmp_path,
     torch.manual_seed(3)
     start = build_model()
     save_weights("detector", start.state_dict(), {"version": "0.9-test"}, tmp_path / "models")
-    for key, value in {
-        "NTRAIN": "1", "NVAL": "1", "NTRAIN_ABDOMEN": "1", "NVAL_ABDOMEN": "0",
-        "NTRAIN_HOST_HU": "2", "NVAL_HOST_HU": "1", "NTRAIN_HEAD": "1", "NVAL_HEAD": "1",
-        "SHAPE": "16x128x128", "CKPT_EVERY": "1",
-    }.items():
-        monkeypatch.setenv(f"MEDVIEWER_DETECTOR_{key}", value)
     args = argparse.Namespace(
         steps=1, batch_size=1, out=tmp_path / "run", data=tmp_path / "data", init=tmp_path / "models",
-        threads=None, device="cpu", seed=0, resume=False, install=False,
+        threads=None, device="cpu", seed=0, resume=False, install=False, minutes=None, version="1.3.0-test",
+        volumes=["chest=1/1", "kidney=1/0", "host-hu=2/1", "head=1/1"], shape="16x128x128", checkpoint_every=1,
+        note="a test run",
     )
     assert td.main(args) == 0
     names = sorted(p.name for p in (tmp_path / "data" / "train").glob("*.npz"))
@@ -228,3 +225,22 @@ def test_train_main_fine_tunes_from_init_weights_on_every_volume_group(tmp_path,
     assert "AdamW lr 0.001" in card["training"]["optimizer"]  # the fine-tuning schedule
     assert card["calibration"]["validation_seeds"] == [90000, 90700, 90900]
     assert "head" in card["training"]["groups"]
+    assert card["version"] == "1.3.0-test" and card["training"]["note"] == "a test run"
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [("lungs=3/1", "GROUP=TRAIN"), ("chest=a/1", "whole numbers"), ("head=-1/0", "negative"), ("chest=0/1", "at least one")],
+)
+def test_volume_group_specs_are_checked(spec, message):
+    with pytest.raises(ModelError, match=message):
+        td.volume_groups([spec])
+
+
+def test_volume_groups_and_shape_parse():
+    groups = td.volume_groups(["head=0/0", "chest=8"])
+    assert groups["head"] == (0, 0) and groups["chest"] == (8, td.N_VAL) and groups["kidney"] == (td.N_TRAIN_ABDOMEN, td.N_VAL_ABDOMEN)
+    assert td.parse_shape("16x128x96") == (16, 128, 96)
+    for bad in ("16x128", "axbxc", "4x128x128"):
+        with pytest.raises(ModelError):
+            td.parse_shape(bad)

@@ -35,7 +35,12 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         q.add_argument(
             "--install", action="store_true", help="write the final weights and model card into resources/models"
         )
+        q.add_argument("--version", default=None, help="version written to the model card (default: the recipe's)")
+        q.add_argument("--note", default=None, help="free-form note copied into the model card")
         if name == "denoiser":
+            q.add_argument("--phantoms", type=int, default=None, help="body phantoms per pixel size (default 12)")
+            q.add_argument("--head-phantoms", type=int, default=None, help="head phantoms per head pixel size (default 12; 0: none)")
+            q.add_argument("--slices-per-phantom", type=int, default=None, help="training slices per phantom (default 8)")
             q.add_argument(
                 "--target",
                 choices=("clean", "full"),
@@ -43,18 +48,23 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                 help="what the generator learns to output: the noise-free phantom (default) or the "
                 "simulated full-dose scan, which keeps full-dose noise",
             )
+        else:
+            q.add_argument(
+                "--volumes",
+                action="append",
+                metavar="GROUP=TRAIN[/VAL]",
+                help="training / validation phantom volumes of a group: chest (64/16), kidney (32/8), "
+                "host-hu (32/8) or head (32/8); repeatable; head=0/0 drops a group",
+            )
+            q.add_argument("--shape", default=None, help="training volume shape SLICESxROWSxCOLUMNS (default 40x256x256)")
+            q.add_argument("--hard-negative-every", type=int, default=None, help="steps between hard-negative mining rounds (250)")
+            q.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints (100)")
         q.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    import os
-
-    if args.minutes is not None:
-        if args.minutes <= 0:
-            raise SystemExit("--minutes must be positive")
-        # the training loops read their wall-clock budget from these variables
-        os.environ["MEDVIEWER_TRAIN_MINUTES"] = str(args.minutes)
-        os.environ["MEDVIEWER_DETECTOR_TIME_BUDGET"] = str(args.minutes * 60.0)
+    if args.minutes is not None and args.minutes <= 0:
+        raise SystemExit("--minutes must be positive")
     if args.model == "denoiser":
         from medviewer.training.train_denoiser import main
     else:

@@ -93,9 +93,9 @@ class TrainConfig:
     """Phantoms per pixel size (the last one of each is held out for validation)."""
     slices_per_phantom: int = 8
     pixel_sizes: tuple[float, ...] = PIXEL_SIZES_MM
+    """In-plane pixel sizes (mm) of the training slices, each with its own phantoms."""
     slice_size: int = 512
     """Side of the generated training slices (pixels)."""
-    """In-plane pixel sizes (mm) of the training slices, each with its own phantoms."""
     noise_scale: tuple[float, float] | None = (0.7, 1.8)
     """Half of the patches get their extra low-dose noise scaled by a log-uniform factor in
     this range (another dose of the same scan); None switches it off."""
@@ -113,6 +113,8 @@ class TrainConfig:
     ``"full"``: the simulated full-dose scan (E[full dose | low dose], which keeps the
     full-dose noise). See :data:`TARGETS`."""
     doses: tuple[float, float] = DOSES
+    version: str = MODEL_VERSION
+    """Version written to the model card (``--version``)."""
     loss: LossWeights = field(default_factory=LossWeights)
     arch: DenoiserConfig = field(default_factory=DenoiserConfig)
 
@@ -536,7 +538,7 @@ def build_card(
         adv_share = f"{100 * share:.1f} %"
     card: dict[str, Any] = {
         "name": MODEL_NAME,
-        "version": MODEL_VERSION,
+        "version": cfg.version,
         "task": "low-dose CT denoising (noise-residual prediction)",
         "architecture": {
             "generator": "residual U-Net on 2x2 pixel-unshuffled input; output = input - predicted noise",
@@ -816,13 +818,19 @@ def main(args: argparse.Namespace) -> int:
     if init is not None:
         cfg.init = str(init)
         cfg.lr = 3e-4  # fine-tuning: a gentler start than from scratch
-    env_data = os.environ.get("MEDVIEWER_DENOISER_DATA")  # "n_phantoms,slices_per_phantom"
-    if env_data:
-        a, b = env_data.split(",")
-        cfg.n_phantoms, cfg.slices_per_phantom = int(a), int(b)
+    if getattr(args, "version", None):
+        cfg.version = str(args.version)
+    sizes = {"phantoms": "n_phantoms", "head_phantoms": "n_head_phantoms", "slices_per_phantom": "slices_per_phantom"}
+    for option, attr in sizes.items():
+        value = getattr(args, option, None)
+        if value is None:
+            continue
+        if int(value) < (0 if option == "head_phantoms" else 1):
+            raise ModelError(f"--{option.replace('_', '-')} {value} is too small")
+        setattr(cfg, attr, int(value))
     cfg.ckpt_every = max(1, min(cfg.ckpt_every, cfg.steps))
     t_start = time.perf_counter()
-    minutes = os.environ.get("MEDVIEWER_TRAIN_MINUTES")  # wall-clock budget incl. data generation
+    minutes = getattr(args, "minutes", None)  # wall-clock budget incl. data generation
 
     stop = {"flag": False}
 
@@ -842,6 +850,8 @@ def main(args: argparse.Namespace) -> int:
                 info.update(json.loads(notes.read_text(encoding="utf-8")))
             except (OSError, ValueError) as exc:
                 raise ModelError(f"{notes} is not valid JSON: {exc}") from exc
+        if getattr(args, "note", None):
+            info["note"] = str(args.note)
         if cfg.init:
             from medviewer.ai.weights import load_card
 

@@ -89,6 +89,17 @@ N_TRAIN_HEAD = 32
 N_VAL_HEAD = 8
 TRAIN_HEAD_SEED0 = 9_000
 VAL_HEAD_SEED0 = 90_900
+#: Default training / validation volume counts per group (``--volumes GROUP=TRAIN/VAL``).
+VOLUME_GROUPS: dict[str, tuple[int, int]] = {
+    "chest": (N_TRAIN, N_VAL),
+    "kidney": (N_TRAIN_ABDOMEN, N_VAL_ABDOMEN),
+    "host-hu": (N_TRAIN_HOST_HU, N_VAL_HOST_HU),
+    "head": (N_TRAIN_HEAD, N_VAL_HEAD),
+}
+#: Version written to the card of a model this recipe trains (``--version`` overrides it).
+MODEL_VERSION = "1.3.0"
+HARD_NEGATIVE_EVERY = 250
+CHECKPOINT_EVERY = 100
 #: Inference with left-right flip test-time augmentation (recorded in the card's ``"inference"``;
 #: calibration is fitted on the same pipeline).
 FLIP_TTA = True
@@ -768,6 +779,49 @@ def install_checkpoint(
     return finalize(out, model, state, val, info, torch.device("cpu"), install, version, progress)
 
 
+def volume_groups(specs: list[str] | None = None) -> dict[str, tuple[int, int]]:
+    """Training / validation volume counts per group, defaults overridden by ``GROUP=TRAIN/VAL`` specs.
+
+    Groups (see :data:`VOLUME_GROUPS`): ``chest`` (diaphragm level, lesions in
+    their organs), ``kidney`` (120 mm lower), ``host-hu`` (lesions placed by
+    host HU, half at each level) and ``head``. ``head=0/0`` drops a group;
+    ``chest=8`` sets only the training count.
+    """
+    out = dict(VOLUME_GROUPS)
+    for spec in specs or []:
+        name, sep, counts = spec.partition("=")
+        name = name.strip()
+        if not sep or name not in out:
+            raise ModelError(f"--volumes {spec!r}: expected GROUP=TRAIN[/VAL] with GROUP one of {', '.join(out)}")
+        train_s, _, val_s = counts.partition("/")
+        try:
+            n_train = int(train_s)
+            n_val = int(val_s) if val_s else out[name][1]
+        except ValueError:
+            raise ModelError(f"--volumes {spec!r}: the counts must be whole numbers") from None
+        if n_train < 0 or n_val < 0:
+            raise ModelError(f"--volumes {spec!r}: the counts must not be negative")
+        out[name] = (n_train, n_val)
+    if out["chest"][0] < 1 or out["chest"][1] < 1:
+        raise ModelError("--volumes chest=TRAIN/VAL: training and calibration need at least one volume each")
+    return out
+
+
+def parse_shape(spec: str | tuple[int, int, int]) -> tuple[int, int, int]:
+    """``"40x256x256"`` (slices x rows x columns at the internal spacing) as a tuple."""
+    if isinstance(spec, tuple):
+        return spec
+    try:
+        dims = tuple(int(x) for x in spec.lower().split("x"))
+    except ValueError:
+        dims = ()
+    if len(dims) != 3 or min(dims) < 1:
+        raise ModelError(f"--shape {spec!r}: expected SLICESxROWSxCOLUMNS, e.g. 40x256x256")
+    if dims[0] < CROP_SLICES + 1:
+        raise ModelError(f"--shape {spec!r}: volumes need more than {CROP_SLICES} slices (the crop depth)")
+    return dims  # type: ignore[return-value]
+
+
 def main(args: argparse.Namespace) -> int:
     """Entry point of ``medviewer train detector`` (see the module docstring)."""
     seed = int(getattr(args, "seed", 0) or 0)
@@ -775,15 +829,15 @@ def main(args: argparse.Namespace) -> int:
     batch = int(args.batch_size) if getattr(args, "batch_size", None) else DEFAULT_BATCH
     run = Path(args.out) if getattr(args, "out", None) else Path("runs/detector")
     data = Path(args.data) if getattr(args, "data", None) else cache_dir() / "detector_data"
-    n_train = int(getattr(args, "n_train", None) or os.environ.get("MEDVIEWER_DETECTOR_NTRAIN") or N_TRAIN)
-    n_val = int(getattr(args, "n_val", None) or os.environ.get("MEDVIEWER_DETECTOR_NVAL") or N_VAL)
-    shape = tuple(int(s) for s in os.environ.get("MEDVIEWER_DETECTOR_SHAPE", "x".join(map(str, TRAIN_SHAPE))).split("x"))
-    version = os.environ.get("MEDVIEWER_DETECTOR_VERSION", "1.0.0")
-    hn_every = int(os.environ.get("MEDVIEWER_DETECTOR_HN_EVERY", 250))
+    groups = volume_groups(getattr(args, "volumes", None))
+    n_train, n_val = groups["chest"]
+    shape = parse_shape(getattr(args, "shape", None) or TRAIN_SHAPE)
+    version = str(getattr(args, "version", None) or MODEL_VERSION)
+    hn_every = int(getattr(args, "hard_negative_every", None) or HARD_NEGATIVE_EVERY)
     # optional wall-clock budget (s) for the optimisation: training stops when it is spent and
     # the learning-rate schedule follows max(step / steps, time used / budget)
-    time_budget = float(os.environ.get("MEDVIEWER_DETECTOR_TIME_BUDGET", 0) or 0)
-    ckpt_every = int(os.environ.get("MEDVIEWER_DETECTOR_CKPT_EVERY", 100))
+    time_budget = float(getattr(args, "minutes", None) or 0) * 60.0
+    ckpt_every = int(getattr(args, "checkpoint_every", None) or CHECKPOINT_EVERY)
     if getattr(args, "threads", None):
         torch.set_num_threads(int(args.threads))
     device = resolve_device(getattr(args, "device", "auto"))
@@ -794,14 +848,12 @@ def main(args: argparse.Namespace) -> int:
     t_start = time.time()
     train = load_volumes(data / "train", n_train, TRAIN_SEED0 + seed * n_train, shape, Progress(bar, 0.0, 0.9))  # type: ignore[arg-type]
     val = load_volumes(data / "val", n_val, VAL_SEED0, shape, Progress(bar, 0.9, 1.0))  # type: ignore[arg-type]
-    n_abd = int(os.environ.get("MEDVIEWER_DETECTOR_NTRAIN_ABDOMEN", N_TRAIN_ABDOMEN))
-    n_val_abd = int(os.environ.get("MEDVIEWER_DETECTOR_NVAL_ABDOMEN", N_VAL_ABDOMEN))
+    n_abd, n_val_abd = groups["kidney"]
     if n_abd:
         train += load_volumes(data / "train", n_abd, TRAIN_ABDOMEN_SEED0 + seed * n_abd, shape, bar, z_center_mm=Z_ABDOMEN_MM)  # type: ignore[arg-type]
     if n_val_abd:
         val += load_volumes(data / "val", n_val_abd, VAL_ABDOMEN_SEED0, shape, bar, z_center_mm=Z_ABDOMEN_MM)  # type: ignore[arg-type]
-    n_host = int(os.environ.get("MEDVIEWER_DETECTOR_NTRAIN_HOST_HU", N_TRAIN_HOST_HU))
-    n_val_host = int(os.environ.get("MEDVIEWER_DETECTOR_NVAL_HOST_HU", N_VAL_HOST_HU))
+    n_host, n_val_host = groups["host-hu"]
     for zc, part in ((-10.0, 0), (Z_ABDOMEN_MM, 1)):
         nh, nvh = n_host // 2 + (n_host % 2) * (1 - part), n_val_host // 2 + (n_val_host % 2) * (1 - part)
         if nh:
@@ -810,8 +862,7 @@ def main(args: argparse.Namespace) -> int:
         if nvh:
             s0 = VAL_HOST_HU_SEED0 + part * (n_val_host // 2 + n_val_host % 2)
             val += load_volumes(data / "val", nvh, s0, shape, bar, z_center_mm=zc, placement="host_hu")  # type: ignore[arg-type]
-    n_head = int(os.environ.get("MEDVIEWER_DETECTOR_NTRAIN_HEAD", N_TRAIN_HEAD))
-    n_val_head = int(os.environ.get("MEDVIEWER_DETECTOR_NVAL_HEAD", N_VAL_HEAD))
+    n_head, n_val_head = groups["head"]
     if n_head:
         train += load_volumes(data / "train", n_head, TRAIN_HEAD_SEED0 + seed * n_head, shape, bar,  # type: ignore[arg-type]
                               z_center_mm=Z_HEAD_MM, placement="host_hu", region="head")
@@ -938,12 +989,8 @@ def main(args: argparse.Namespace) -> int:
         "seed": seed,
         "initialised_from": state.get("initialised_from"),
         "volume_z_centres_mm": {"diaphragm level": -10.0, "abdomen (kidney) level": Z_ABDOMEN_MM},
-        "volume_groups": {
-            "anatomical placement, diaphragm level": [n_train, n_val],
-            "anatomical placement, kidney level": [n_abd, n_val_abd],
-            "host-HU placement (lesions anywhere in the body where the HU suits the kind), both levels": [n_host, n_val_host],
-        },
-        "note": os.environ.get("MEDVIEWER_DETECTOR_NOTE", ""),
+        "volume_groups": {name: list(counts) for name, counts in groups.items()},
+        "note": str(getattr(args, "note", None) or ""),
         "device": str(device),
         "threads": torch.get_num_threads(),
         "data_generation_seconds": round(data_seconds, 1),
