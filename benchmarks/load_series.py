@@ -114,6 +114,9 @@ def _worker(method: str, folder: Path, repeat: int) -> dict[str, Any]:
 
     if method == "medviewer":
         import medviewer.dicom  # noqa: F401
+        from medviewer.dicom.load import tune_malloc
+
+        tune_malloc()  # as the app does at start-up (medviewer.cli.main)
     elif method == "simpleitk":
         import SimpleITK  # noqa: F401
     fn = {"medviewer": _load_medviewer, "simpleitk": _load_simpleitk, "pydicom": _load_pydicom,

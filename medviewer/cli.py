@@ -50,6 +50,9 @@ def build_gui_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``medviewer``; returns the process exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
+    from medviewer.dicom.load import tune_malloc
+
+    tune_malloc()  # process-wide allocator setting: the app's decision, not the loader's
     commands = set(_command_modules())
     if args_list and (args_list[0] in commands or args_list[0] in ("-h", "--help", "--version")):
         args = build_parser().parse_args(args_list)

@@ -394,6 +394,10 @@ def tune_malloc() -> bool:
     300 x 512 x 512). Sets M_MMAP_THRESHOLD to 16 MiB and M_TRIM_THRESHOLD to
     64 MiB once per process (glibc only; ``MEDVIEWER_MALLOC_TUNING=0``
     disables it). Returns whether the settings were applied.
+
+    It changes the allocator of the whole process, so the loader does not
+    call it: the application does once at start-up (:func:`medviewer.cli.main`,
+    which also starts the GUI), and a program that embeds the loader may.
     """
     global _MALLOC_TUNED
     if _MALLOC_TUNED:
@@ -511,7 +515,6 @@ def load_series(
             first_path,
         )
     check_cancel(cancel, "loading")
-    tune_malloc()
     prog = Progress(progress)
     prog(0.0, f"loading {n} images")
     try:
