@@ -114,7 +114,7 @@ def _worker(method: str, folder: Path, repeat: int) -> dict[str, Any]:
 
     if method == "medviewer":
         import medviewer.dicom  # noqa: F401
-        from medviewer.dicom.load import tune_malloc
+        from medviewer.allocator import tune_malloc
 
         tune_malloc()  # as the app does at start-up (medviewer.cli.main)
     elif method == "simpleitk":

@@ -50,7 +50,7 @@ def build_gui_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``medviewer``; returns the process exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
-    from medviewer.dicom.load import tune_malloc
+    from medviewer.allocator import tune_malloc
 
     tune_malloc()  # process-wide allocator setting: the app's decision, not the loader's
     commands = set(_command_modules())

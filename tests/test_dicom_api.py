@@ -131,14 +131,10 @@ def test_prefaulted_output_array_behaves_like_a_normal_one(tmp_path: Path, monke
 
 def test_allocator_tuning_is_the_apps_choice_not_the_loaders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """load_series leaves the process allocator alone; `medviewer` (CLI and GUI) tunes it once at start-up."""
-    import importlib
-
-    from medviewer import cli
-
-    loadmod = importlib.import_module("medviewer.dicom.load")  # the package re-exports a function named load
+    from medviewer import allocator, cli
 
     calls: list[str] = []
-    monkeypatch.setattr(loadmod, "tune_malloc", lambda: calls.append("tuned") or True)
+    monkeypatch.setattr(allocator, "tune_malloc", lambda: calls.append("tuned") or True)
     write_series(tmp_path / "s", n_slices=3, rows=16, columns=16)
     vol = load_series(scan(tmp_path / "s")[0].series[0])
     assert vol.shape == (3, 16, 16) and calls == []
