@@ -175,7 +175,7 @@ def test_checkpoint_roundtrip_restores_model_optimizer_and_rng(tmp_path):
 def test_host_hu_placement_puts_lesions_anywhere_suitable_and_caches_by_group(tmp_path):
     shape = (16, 96, 96)
     vols = td.load_volumes(tmp_path, 3, 7_000, shape, z_center_mm=-120.0, placement="host_hu", lesion_free_fraction=0.0)
-    assert sorted(p.name for p in tmp_path.glob("*.npz")) == [f"{s}_16x96x96_z-120_host_hu.npz" for s in (7000, 7001, 7002)]
+    assert sorted(p.name for p in tmp_path.glob("*.npz")) == [f"{s}_16x96x96_z-120_host_hu{td.host_hu_margin_px()}px.npz" for s in (7000, 7001, 7002)]
     assert all(len(v.centers) >= 1 for v in vols)
     for v in vols:  # every lesion is in the mask, inside the volume, with its kind recorded
         assert v.labels.any() and len(v.kinds) == len(v.centers)
@@ -185,6 +185,24 @@ def test_host_hu_placement_puts_lesions_anywhere_suitable_and_caches_by_group(tm
     assert all(np.array_equal(a.hu, b.hu) for a, b in zip(vols, again))  # read back from the cache
     with pytest.raises(ValueError, match="placement"):
         td._generate_volume(1, shape, False, placement="nowhere")
+
+
+def test_host_hu_margin_is_in_mm_like_the_real_backgrounds():
+    """Training keeps lesion centres ~6 mm inside the body outline, as 12 native pixels do on
+    the real backgrounds, not the 17 mm that 12 pixels of the internal 1.4 mm grid meant."""
+    from scipy import ndimage
+
+    from medviewer.training.phantom_lesions import body_mask
+
+    yy, xx = np.mgrid[:96, :96]
+    disc = np.where((yy - 48) ** 2 + (xx - 48) ** 2 < 40**2, 40.0, -1000.0).astype(np.float32)[None].repeat(9, 0)
+    body = disc[4] > -500
+    depth = ndimage.distance_transform_edt(body)  # pixels to the outline
+    wide, narrow = body_mask(disc)[4], body_mask(disc, margin_px=td.host_hu_margin_px())[4]
+    assert (narrow | ~wide).all() and narrow.sum() > wide.sum()
+    assert depth[narrow].min() * td.INTERNAL_SPACING[2] <= td.HOST_HU_MARGIN_MM + 1.5
+    assert depth[wide].min() >= 8  # 12 city-block pixels (erosion by the cross)
+    assert td.host_hu_margin_px() * td.INTERNAL_SPACING[2] == pytest.approx(td.HOST_HU_MARGIN_MM, abs=0.7)
 
 
 def test_head_volumes_carry_lesions_in_the_head():
@@ -216,9 +234,10 @@ def test_train_main_fine_tunes_from_init_weights_on_every_volume_group(tmp_path,
     )
     assert td.main(args) == 0
     names = sorted(p.name for p in (tmp_path / "data" / "train").glob("*.npz"))
+    m = f"host_hu{td.host_hu_margin_px()}px"
     assert names == [
-        "0_16x128x128.npz", "5000_16x128x128_z-120.npz", "7000_16x128x128_host_hu.npz",
-        "7001_16x128x128_z-120_host_hu.npz", "9000_16x128x128_z5_host_hu_head.npz",
+        "0_16x128x128.npz", "5000_16x128x128_z-120.npz", f"7000_16x128x128_{m}.npz",
+        f"7001_16x128x128_z-120_{m}.npz", f"9000_16x128x128_z5_{m}_head.npz",
     ]
     card = json.loads((tmp_path / "run" / "detector.json").read_text())
     assert card["training"]["initialised_from"]["model"] == "detector 0.9-test"

@@ -83,6 +83,11 @@ N_TRAIN_HOST_HU = 32
 N_VAL_HOST_HU = 8
 TRAIN_HOST_HU_SEED0 = 7_000
 VAL_HOST_HU_SEED0 = 90_700
+#: Distance (mm) that host-HU placement keeps lesion centres from the body outline. The
+#: real-background test volumes erode 12 pixels at their native 0.4-1.0 mm (5-12 mm);
+#: 12 pixels at the internal 1.4 mm (17 mm, recipes up to 1.3.0) kept training lesions
+#: a centimetre deeper, so none abutted the skull's inner table or the abdominal wall.
+HOST_HU_MARGIN_MM = 6.0
 #: Head phantoms (brain CT in a head holder), lesions placed by host HU anywhere in the head.
 Z_HEAD_MM = 5.0
 N_TRAIN_HEAD = 32
@@ -97,7 +102,7 @@ VOLUME_GROUPS: dict[str, tuple[int, int]] = {
     "head": (N_TRAIN_HEAD, N_VAL_HEAD),
 }
 #: Version written to the card of a model this recipe trains (``--version`` overrides it).
-MODEL_VERSION = "1.3.0"
+MODEL_VERSION = "1.4.0"
 HARD_NEGATIVE_EVERY = 250
 CHECKPOINT_EVERY = 100
 #: Inference with left-right flip test-time augmentation (recorded in the card's ``"inference"``;
@@ -169,13 +174,18 @@ def _generate_volume(
     hu = np.asarray(ph.volume.voxels, np.float32)
     labels = np.zeros(hu.shape, np.int16)
     lesions: list[Any] = []
-    allowed = body_mask(hu)
+    allowed = body_mask(hu, margin_px=host_hu_margin_px())
     allowed[:3] = False
     allowed[-3:] = False
     if n_lesions and allowed.any():
         rng = np.random.default_rng([seed, 11])
         hu, labels, lesions = insert_lesions(hu, INTERNAL_SPACING, rng, min(n_lesions, 4), allowed=allowed, diameter_range_mm=(5.0, 25.0))
     return _to_train_volume({"volume_hu": hu, "labels": labels, "lesions": lesions}, seed)
+
+
+def host_hu_margin_px() -> int:
+    """:data:`HOST_HU_MARGIN_MM` in pixels of the internal grid."""
+    return max(1, int(round(HOST_HU_MARGIN_MM / INTERNAL_SPACING[2])))
 
 
 def _save_volume(v: TrainVolume, path: Path) -> None:
@@ -253,6 +263,7 @@ def load_volumes(
         seed = seed0 + i
         zpart = "" if z_center_mm == -10.0 else f"_z{z_center_mm:g}"
         zpart += "" if placement == "anatomical" else f"_{placement}"
+        zpart += f"{host_hu_margin_px()}px" if placement == "host_hu" else ""
         zpart += "" if region == "body" else f"_{region}"
         path = folder / f"{seed}_{'x'.join(map(str, shape))}{zpart}.npz"
         vol = None
@@ -971,8 +982,9 @@ def main(args: argparse.Namespace) -> int:
         "groups": {
             "chest_upper_abdomen": f"{n_train} train / {n_val} validation, lesions in their organs",
             "kidney_level": f"{n_abd} / {n_val_abd}, centred {Z_ABDOMEN_MM:g} mm, lesions in their organs",
-            "host_hu_placement": f"{n_host} / {n_val_host}, half at each level, lesions anywhere the host HU suits the kind",
-            "head": f"{n_head} / {n_val_head}, brain CT phantoms (medviewer.training.phantom_head), lesions placed by host HU",
+            "host_hu_placement": f"{n_host} / {n_val_host}, half at each level, lesions anywhere the host HU suits the kind, "
+            f"centres at least {HOST_HU_MARGIN_MM:g} mm ({host_hu_margin_px()} px) inside the body outline",
+            "head": f"{n_head} / {n_val_head}, brain CT phantoms (medviewer.training.phantom_head), lesions placed by host HU (same margin)",
         },
         "train": _data_summary(train),
         "validation": _data_summary(val),
