@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -287,7 +288,6 @@ def test_training_pairs_cover_every_pixel_size_with_held_out_phantoms(tmp_path):
 
 
 def test_training_targets_clean_phantom_or_simulated_full_dose(tmp_path):
-    from dataclasses import replace
 
     cfg = small_cfg(1, n_phantoms=2, slices_per_phantom=2, pixel_sizes=(5.6,), slice_size=64)
     clean, low, vc, _, info = td.load_training_pairs(tmp_path, cfg)
@@ -314,6 +314,24 @@ def test_init_starts_training_from_shipped_style_weights(tmp_path):
     make_weights(bad, config=DenoiserConfig(c0=8, c1=16, c2=16, n_bottom=1))
     with pytest.raises(ModelError, match="do not fit"):
         td.train(full, low, small_cfg(1, init=str(bad)), tmp_path / "run2")
+
+
+def test_refinement_blocks_grow_a_trained_generator_without_changing_its_output(tmp_path):
+    start = make_weights(tmp_path / "models", seed=5)
+    grown_cfg = replace(SMALL, n_refine=2, refine_width=8)
+    assert DenoiserConfig.from_json(grown_cfg.to_json()) == grown_cfg
+    assert DenoiserConfig.from_json(SMALL.to_json() | {"n_refine": 0}) == SMALL  # older cards: no refinement
+    full, low = synthetic_pairs(n=3)
+    cfg = replace(small_cfg(1, lr=1e-12, lr_min=1e-12, init=str(tmp_path / "models")), arch=grown_cfg)
+    res = td.train(full, low, cfg, tmp_path / "run")
+    x = torch.from_numpy(low[:1, None, :32, :32].copy())
+    with torch.no_grad():
+        assert torch.allclose(res.generator.cpu()(x), start(x), atol=1e-3)  # new blocks start as the identity
+    assert len(res.generator.refine) == 2
+    assert count_macs(res.generator, 512, 512) > count_macs(start, 512, 512)
+    with torch.no_grad():  # once trained they change the output
+        res.generator.refine[0].body[-1].weight.normal_(std=0.1)
+        assert not torch.allclose(res.generator.cpu()(x), start(x), atol=1e-3)
 
 
 def test_patch_sampler_noise_scaling_keeps_the_target_and_scales_the_extra_noise():

@@ -56,7 +56,28 @@ def test_evaluate_tables_and_difference_maps(tmp_path):
     entry = summary["real_dose0.25"]
     assert entry["cases"] == 1 and "target_psnr_ge_nlm_plus_1db" in entry
     speed = {"torch_threads": 1, "ai_ms_512": 1.0, "nlm_ms_512": 10.0, "ratio_ai_over_nlm": 0.1}
-    ev.write_markdown(tmp_path / "results.md", summary, speed, {"name": "denoiser", "version": "t"})
+    ev.write_markdown(tmp_path / "results.md", summary, speed, {"name": "denoiser", "version": "t"}, rows)
     text = (tmp_path / "results.md").read_text()
     assert "| nlm |" in text and "real_dose0.25" in text
+    ai, nlm = by["ai"]["psnr"], by["nlm"]["psnr"]
+    assert f"| CT_small | {ai:.2f} / {nlm:.2f} ({ai - nlm:+.2f}) |" in text  # per-slice table
+    assert "| CT_small, 0.25 |" in text  # error by region
     json.dumps(summary)
+    json.dumps(rows)
+
+
+def test_error_by_region_puts_the_error_where_it_is():
+    ref = np.full((64, 64), 40.0, np.float32)
+    ref[:, :8] = -1000.0  # air on the left
+    ref[:, 56:] = 1200.0  # bone on the right
+    masks = ev.region_masks(ref, pixel_mm=0.5)
+    assert masks["air"][:, :8].all() and masks["bone"][:, 56:].all()
+    assert masks["soft_near_edge"][:, 8:18].all() and masks["soft_interior"][:, 20:46].all()
+    assert sum(m.astype(int) for m in masks.values()).max() == 1  # a partition
+    img = ref.copy()
+    img[masks["soft_interior"]] += 10.0  # error only in the interior
+    err = ev.error_by_region(img, ref, masks)
+    assert err["soft_interior"] == pytest.approx(10.0) and err["soft_near_edge"] == 0.0 and err["air"] == 0.0
+    img2 = ref.copy()
+    img2[:, 56:] = 1500.0  # above the PSNR clip: not an error
+    assert ev.error_by_region(img2, ref, masks)["bone"] == 0.0

@@ -45,19 +45,26 @@ class DenoiserConfig:
         Channels at 1/2, 1/4 and 1/8 of the input resolution.
     n_bottom : int
         3x3 convolutions at the lowest resolution (receptive field for streaks).
+    n_refine : int
+        Residual blocks at 1/2 resolution before the output layers (0 in 1.0-1.2):
+        capacity where edges and bone are, where the net kept most of the noise.
+    refine_width : int
+        Inner channels of each refinement block.
     """
 
     c0: int = 16
     c1: int = 32
     c2: int = 64
     n_bottom: int = 4
+    n_refine: int = 0
+    refine_width: int = 32
 
     def to_json(self) -> dict[str, int]:
         return {k: int(v) for k, v in asdict(self).items()}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> "DenoiserConfig":
-        return cls(**{k: int(d[k]) for k in ("c0", "c1", "c2", "n_bottom") if k in d})
+        return cls(**{k: int(d[k]) for k in ("c0", "c1", "c2", "n_bottom", "n_refine", "refine_width") if k in d})
 
 
 def _conv(cin: int, cout: int, stride: int = 1, k: int = 3) -> nn.Conv2d:
@@ -66,6 +73,22 @@ def _conv(cin: int, cout: int, stride: int = 1, k: int = 3) -> nn.Conv2d:
 
 def _act() -> nn.Module:
     return nn.LeakyReLU(0.1, inplace=True)
+
+
+class RefineBlock(nn.Module):
+    """``x + conv(act(conv(x)))`` whose last convolution starts at zero, so adding blocks
+    to a trained generator leaves its output unchanged until they are trained."""
+
+    def __init__(self, channels: int, width: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(_conv(channels, width), _act(), _conv(width, channels))
+        last = self.body[-1]
+        assert isinstance(last, nn.Conv2d) and last.bias is not None
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
 
 
 class DenoiserNet(nn.Module):
@@ -81,9 +104,9 @@ class DenoiserNet(nn.Module):
     Layout (for an ``H x W`` slice): pixel-unshuffle 2 -> ``c0`` channels at
     ``H/2`` (2 convs) -> stride-2 conv to ``c1`` at ``H/4`` (2 convs) ->
     stride-2 conv to ``c2`` at ``H/8`` (``n_bottom`` + 1 convs) -> 1x1 conv +
-    pixel-shuffle up with additive skips -> 4 channels -> pixel-shuffle to
-    the noise estimate. No normalisation layers, so inference is identical
-    for any batch size and tile.
+    pixel-shuffle up with additive skips -> ``n_refine`` residual blocks at
+    ``H/2`` -> 4 channels -> pixel-shuffle to the noise estimate. No
+    normalisation layers, so inference is identical for any batch size and tile.
     """
 
     def __init__(self, config: DenoiserConfig | None = None) -> None:
@@ -100,6 +123,7 @@ class DenoiserNet(nn.Module):
         self.up2 = nn.Sequential(_conv(c2, c1 * 4, k=1), nn.PixelShuffle(2))
         self.dec1 = nn.Sequential(_conv(c1, c1), _act())
         self.up1 = nn.Sequential(_conv(c1, c0 * 4, k=1), nn.PixelShuffle(2))
+        self.refine = nn.Sequential(*[RefineBlock(c0, cfg.refine_width) for _ in range(cfg.n_refine)])
         self.dec0 = nn.Sequential(_conv(c0, c0), _act(), _conv(c0, 4))
         # start close to the identity: the last layer predicts little noise
         last = self.dec0[-1]
@@ -115,7 +139,7 @@ class DenoiserNet(nn.Module):
         b = self.down1(a)
         d = self.down2(b)
         b = self.dec1(self.up2(d) + b)
-        a = self.dec0(self.up1(b) + a)
+        a = self.dec0(self.refine(self.up1(b) + a))
         return F.pixel_shuffle(a, 2) * HU_SCALE
 
     def forward(self, x_hu: Tensor) -> Tensor:
@@ -259,6 +283,7 @@ __all__ = [
     "SIZE_MULTIPLE",
     "DenoiserConfig",
     "DenoiserNet",
+    "RefineBlock",
     "PatchDiscriminator",
     "LossWeights",
     "pixel_loss",

@@ -42,6 +42,13 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
             q.add_argument("--head-phantoms", type=int, default=None, help="head phantoms per head pixel size (default 12; 0: none)")
             q.add_argument("--slices-per-phantom", type=int, default=None, help="training slices per phantom (default 8)")
             q.add_argument(
+                "--refine",
+                type=int,
+                default=None,
+                help="residual blocks at half resolution in the generator (default: as the --init weights, "
+                "else 0); blocks added to trained weights start as the identity",
+            )
+            q.add_argument(
                 "--target",
                 choices=("clean", "full"),
                 default="clean",

@@ -249,6 +249,33 @@ def _removed_noise_corr(
     return round(float(np.corrcoef(removed, noise)[0, 1]), 4)
 
 
+REGIONS = ("soft_interior", "soft_near_edge", "bone", "air")
+"""Where an error lands (:func:`error_by_region`): soft tissue more than :data:`EDGE_MM` from
+bone or air, soft tissue within it, bone (> 300 HU) and air (< -500 HU) of the reference."""
+EDGE_MM = 5.0
+
+
+def region_masks(ref: NDArray[np.float32], pixel_mm: float) -> dict[str, NDArray[np.bool_]]:
+    """Masks of :data:`REGIONS` on a reference slice (HU) with ``pixel_mm`` pixels."""
+    from scipy import ndimage
+
+    bone, air = ref > 300.0, ref < -500.0
+    soft = ~(bone | air)
+    if soft.all():  # no edge in the slice: everything is interior
+        depth = np.full(ref.shape, np.inf)
+    else:
+        depth = ndimage.distance_transform_edt(soft, sampling=pixel_mm)
+    return {"soft_interior": soft & (depth > EDGE_MM), "soft_near_edge": soft & (depth <= EDGE_MM), "bone": bone, "air": air}
+
+
+def error_by_region(
+    img: NDArray[np.float32], ref: NDArray[np.float32], masks: dict[str, NDArray[np.bool_]]
+) -> dict[str, float | None]:
+    """RMSE (HU, both clipped to [-1000, 1000] as for PSNR) of ``img`` in each region."""
+    err = np.clip(img, -1000.0, 1000.0) - np.clip(ref, -1000.0, 1000.0)
+    return {k: (round(float(np.sqrt(np.mean(err[m].astype(np.float64) ** 2))), 2) if m.any() else None) for k, m in masks.items()}
+
+
 def _timed(fn: Callable[[], NDArray[Any]]) -> tuple[NDArray[np.float32], float]:
     t = time.perf_counter()
     out = fn()
@@ -379,6 +406,7 @@ def evaluate(
             ref = case.reference
             low = _low_dose_input(case, dose, baseline_cache)
             body = ref > -900
+            regions = region_masks(ref, case.pixel_mm)
             sigma = float(np.std((low - ref)[body])) if body.any() else noise_sd_hu(ref, low)
             outputs: dict[str, tuple[NDArray[np.float32], float, dict[str, Any]]] = {"noisy": (low, 0.0, {})}
             for m, fn in (
@@ -402,6 +430,8 @@ def evaluate(
                         "ms": round(ms, 1),
                         "noise_sd_in_body_hu": round(float(np.std((img - ref)[body])) if body.any() else 0.0, 2),
                         "removed_vs_true_noise_corr": _removed_noise_corr(low, img, ref, body),
+                        "rmse_by_region_hu": error_by_region(img, ref, regions),
+                        "region_fractions": {k: round(float(m.mean()), 3) for k, m in regions.items()},
                         "shape": list(ref.shape),
                         "pixel_mm": round(case.pixel_mm, 4),
                         "params": params,
@@ -487,8 +517,50 @@ def speed_ratio(device: str, folder: Path | None, repeats: int = 3) -> dict[str,
     return result
 
 
-def write_markdown(path: Path, summary: dict[str, Any], speed: dict[str, Any], card: dict[str, Any]) -> None:
-    """``results.md``: one table per (group, dose)."""
+def per_slice_lines(rows: list[dict[str, Any]], group: str = "real") -> list[str]:
+    """Markdown: PSNR of the AI and of tuned NLM per slice and dose, then their error by region."""
+    sel = [r for r in rows if r["group"] == group and r["method"] in ("ai", "nlm", "noisy")]
+    doses = sorted({r["dose"] for r in sel}, reverse=True)
+    names = sorted({r["case"] for r in sel})
+    if not sel or not doses:
+        return []
+    get = {(r["case"], r["dose"], r["method"]): r for r in sel}
+    head = " | ".join(f"dose {d:g}: AI / NLM (AI - NLM)" for d in doses)
+    lines = [f"## Per {group} slice: PSNR dB of the AI and of tuned NLM", "", f"| slice | {head} |", "|---" * (len(doses) + 1) + "|"]
+    for n in names:
+        cells = []
+        for d in doses:
+            a, b = get.get((n, d, "ai")), get.get((n, d, "nlm"))
+            cells.append("-" if a is None or b is None else f"{a['psnr']:.2f} / {b['psnr']:.2f} ({a['psnr'] - b['psnr']:+.2f})")
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"## Per {group} slice: where the error is (RMSE HU: input / AI / NLM)",
+        "",
+        f"Regions of the reference: soft tissue more than {EDGE_MM:g} mm from bone (> 300 HU) or air (< -500 HU), "
+        "soft tissue near them, bone, air; the percentage is the region's share of the slice.",
+        "",
+        "| slice, dose | " + " | ".join(REGIONS) + " |",
+        "|---" * (len(REGIONS) + 1) + "|",
+    ]
+    for n in names:
+        for d in doses:
+            trio = [get.get((n, d, m)) for m in ("noisy", "ai", "nlm")]
+            if any(t is None or "rmse_by_region_hu" not in t for t in trio):
+                continue
+            cells = []
+            for reg in REGIONS:
+                vals = [t["rmse_by_region_hu"].get(reg) for t in trio]  # type: ignore[index]
+                frac = trio[0]["region_fractions"].get(reg, 0.0)  # type: ignore[index]
+                cells.append("-" if None in vals else " / ".join(f"{v:.1f}" for v in vals) + f" ({100 * frac:.0f} %)")
+            lines.append(f"| {n}, {d:g} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def write_markdown(
+    path: Path, summary: dict[str, Any], speed: dict[str, Any], card: dict[str, Any], rows: list[dict[str, Any]] | None = None
+) -> None:
+    """``results.md``: one table per (group, dose), then the real slices one by one (with ``rows``)."""
     lines = [
         f"# Denoiser evaluation: {card.get('name', 'denoiser')} {card.get('version', '')}",
         "",
@@ -530,6 +602,7 @@ def write_markdown(path: Path, summary: dict[str, Any], speed: dict[str, Any], c
                 f"SSIM >= NLM: {'met' if entry['target_ssim_ge_nlm'] else 'MISSED'}.",
             ]
         lines.append("")
+    lines += per_slice_lines(rows or [])
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write("\n".join(lines))
@@ -575,7 +648,7 @@ def main(args: argparse.Namespace) -> int:
         "protocol": __doc__.split("Writes")[0].strip() if __doc__ else "",
     }
     write_json_atomic(out / "results.json", doc)
-    write_markdown(out / "results.md", summary, speed, card)
+    write_markdown(out / "results.md", summary, speed, card, rows)
     print((out / "results.md").read_text(encoding="utf-8"))
     return 0
 
@@ -590,5 +663,8 @@ __all__ = [
     "summarize",
     "speed_ratio",
     "difference_map",
+    "error_by_region",
+    "region_masks",
+    "per_slice_lines",
     "main",
 ]

@@ -30,7 +30,7 @@ import shutil
 import signal
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -433,7 +433,11 @@ def train(
         from medviewer.ai.weights import load_state_into, load_weights
 
         state, _card = load_weights(MODEL_NAME, Path(cfg.init))
-        load_state_into(gen, state, str(Path(cfg.init) / f"{MODEL_NAME}.safetensors"))
+        source = str(Path(cfg.init) / f"{MODEL_NAME}.safetensors")
+        new_blocks = {k for k in gen.state_dict() if k.startswith("refine.")} - set(state)
+        if new_blocks:  # a grown generator: the added refinement blocks start as the identity
+            state = {**state, **{k: v for k, v in gen.state_dict().items() if k in new_blocks}}
+        load_state_into(gen, state, source)
     gen = gen.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     disc = disc.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     sampler = PatchSampler(full, low, cfg.patch, rng, noise_scale=cfg.noise_scale, hu_offset=cfg.hu_offset)
@@ -541,7 +545,9 @@ def build_card(
         "version": cfg.version,
         "task": "low-dose CT denoising (noise-residual prediction)",
         "architecture": {
-            "generator": "residual U-Net on 2x2 pixel-unshuffled input; output = input - predicted noise",
+            "generator": "residual U-Net on 2x2 pixel-unshuffled input; output = input - predicted noise"
+            + (f"; {cfg.arch.n_refine} residual refinement blocks ({cfg.arch.refine_width} channels) at half resolution"
+               if cfg.arch.n_refine else ""),
             "config": cfg.arch.to_json(),
             "discriminator": "PatchGAN (3 stride-2 4x4 convs, GroupNorm), LSGAN loss, soft-tissue window [-160, 240] HU",
             "normalization": "HU / 1000 inside the network; no batch statistics",
@@ -816,8 +822,17 @@ def main(args: argparse.Namespace) -> int:
     cfg.target = str(getattr(args, "target", None) or cfg.target)
     init = getattr(args, "init", None)
     if init is not None:
+        from medviewer.ai.weights import load_card
+
         cfg.init = str(init)
         cfg.lr = 3e-4  # fine-tuning: a gentler start than from scratch
+        arch = (load_card(MODEL_NAME, Path(init)).get("architecture") or {}).get("config") or {}
+        cfg.arch = DenoiserConfig.from_json(arch if isinstance(arch, dict) else {})
+    refine = getattr(args, "refine", None)
+    if refine is not None:
+        if int(refine) < cfg.arch.n_refine or int(refine) > 8:
+            raise ModelError(f"--refine {refine}: choose {cfg.arch.n_refine}..8 (the init weights have {cfg.arch.n_refine})")
+        cfg.arch = replace(cfg.arch, n_refine=int(refine))
     if getattr(args, "version", None):
         cfg.version = str(args.version)
     sizes = {"phantoms": "n_phantoms", "head_phantoms": "n_head_phantoms", "slices_per_phantom": "slices_per_phantom"}
