@@ -546,7 +546,8 @@ def build_card(
         "task": "low-dose CT denoising (noise-residual prediction)",
         "architecture": {
             "generator": "residual U-Net on 2x2 pixel-unshuffled input; output = input - predicted noise"
-            + (f"; {cfg.arch.n_refine} residual refinement blocks ({cfg.arch.refine_width} channels) at half resolution"
+            + (f"; {cfg.arch.n_refine} residual refinement block{'s' if cfg.arch.n_refine > 1 else ''} "
+               f"({cfg.arch.refine_width} channels) at half resolution"
                if cfg.arch.n_refine else ""),
             "config": cfg.arch.to_json(),
             "discriminator": "PatchGAN (3 stride-2 4x4 convs, GroupNorm), LSGAN loss, soft-tissue window [-160, 240] HU",
