@@ -349,3 +349,15 @@ def test_patch_sampler_noise_scaling_keeps_the_target_and_scales_the_extra_noise
     plain = td.PatchSampler(full, low, 32, np.random.default_rng(1))
     f0, l0 = plain.sample(20)
     assert torch.all(l0 - f0 == 10.0) and torch.all(f0 == 40.0)
+
+
+def test_refine_option_cannot_shrink_the_init_generator(tmp_path):
+    grown = replace(SMALL, n_refine=2, refine_width=8)
+    make_weights(tmp_path / "models", config=grown)
+    args = argparse.Namespace(
+        steps=1, out=tmp_path / "run", resume=False, seed=0, device="cpu", batch_size=None, threads=None, data=tmp_path / "d",
+        install=False, version=None, note=None, phantoms=None, head_phantoms=None, slices_per_phantom=None, minutes=None,
+        init=tmp_path / "models", refine=1,
+    )
+    with pytest.raises(ModelError, match="--refine 1"):
+        td.main(args)
