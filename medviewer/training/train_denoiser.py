@@ -434,9 +434,10 @@ def train(
 
         state, _card = load_weights(MODEL_NAME, Path(cfg.init))
         source = str(Path(cfg.init) / f"{MODEL_NAME}.safetensors")
-        new_blocks = {k for k in gen.state_dict() if k.startswith("refine.")} - set(state)
+        own = gen.state_dict()
+        new_blocks = {k for k in own if k.startswith("refine.")} - set(state)
         if new_blocks:  # a grown generator: the added refinement blocks start as the identity
-            state = {**state, **{k: v for k, v in gen.state_dict().items() if k in new_blocks}}
+            state = {**state, **{k: own[k] for k in new_blocks}}
         load_state_into(gen, state, source)
     gen = gen.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     disc = disc.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -822,12 +823,14 @@ def main(args: argparse.Namespace) -> int:
         cfg.batch_size = int(args.batch_size)
     cfg.target = str(getattr(args, "target", None) or cfg.target)
     init = getattr(args, "init", None)
+    base: dict[str, Any] = {}  # the card of the --init weights
     if init is not None:
         from medviewer.ai.weights import load_card
 
         cfg.init = str(init)
         cfg.lr = 3e-4  # fine-tuning: a gentler start than from scratch
-        arch = (load_card(MODEL_NAME, Path(init)).get("architecture") or {}).get("config") or {}
+        base = load_card(MODEL_NAME, Path(init))
+        arch = (base.get("architecture") or {}).get("config") or {}
         cfg.arch = DenoiserConfig.from_json(arch if isinstance(arch, dict) else {})
     refine = getattr(args, "refine", None)
     if refine is not None:
@@ -869,9 +872,6 @@ def main(args: argparse.Namespace) -> int:
         if getattr(args, "note", None):
             info["note"] = str(args.note)
         if cfg.init:
-            from medviewer.ai.weights import load_card
-
-            base = load_card(MODEL_NAME, Path(cfg.init))
             info["initialised_from"] = {
                 "model": f"{MODEL_NAME} {base.get('version')}",
                 "steps": (base.get("training") or {}).get("steps"),
