@@ -247,6 +247,52 @@ def test_train_main_fine_tunes_from_init_weights_on_every_volume_group(tmp_path,
     assert card["version"] == "1.3.0-test" and card["training"]["note"] == "a test run"
 
 
+def test_refinement_blocks_grow_a_trained_network_without_changing_its_output():
+    torch.manual_seed(4)
+    base = build_model().eval()
+    for m in base.modules():  # non-trivial batch-norm statistics, as in trained weights
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    cfg = td.grown_config(model_config(base), 2)
+    assert cfg["n_refine"] == 2 and cfg["widths"] == [16, 32, 48]
+    grown = build_model(cfg).eval()
+    own = grown.state_dict()
+    grown.load_state_dict({**base.state_dict(), **{k: v for k, v in own.items() if k.startswith("refine.")}})
+    x = torch.randn(1, 4, base.in_channels, 48, 48)
+    with torch.inference_mode():
+        for a, b in zip(base(x), grown(x)):
+            assert torch.equal(a, b)
+    assert count_macs(grown, 256) > count_macs(base, 256)
+    assert model_config(build_model(model_config(grown))) == model_config(grown)
+    assert "n_refine" not in model_config(base)  # cards of the original architecture stay as they were
+    with pytest.raises(ModelError, match="choose 2..8"):
+        td.grown_config(cfg, 1)
+
+
+def test_train_main_grows_init_weights_and_resumes_the_grown_run(tmp_path):
+    import argparse
+    import json
+
+    from medviewer.ai.weights import save_weights
+
+    torch.manual_seed(3)
+    save_weights("detector", build_model().state_dict(), {"version": "0.9-test", "config": model_config(build_model())},
+                 tmp_path / "models")
+    common = dict(
+        batch_size=1, out=tmp_path / "run", data=tmp_path / "data", init=tmp_path / "models", threads=None,
+        device="cpu", seed=0, install=False, minutes=None, version="1.5.0-test", shape="16x96x96",
+        volumes=["chest=1/1", "kidney=0/0", "host-hu=0/0", "head=0/0"], checkpoint_every=1, note=None,
+    )
+    assert td.main(argparse.Namespace(steps=1, resume=False, refine=1, **common)) == 0
+    card = json.loads((tmp_path / "run" / "detector.json").read_text())
+    assert card["config"]["n_refine"] == 1 and card["macs_per_internal_slice"] > 0.6e9
+    assert td.run_config(tmp_path / "run")["n_refine"] == 1
+    # resuming rebuilds the grown architecture from the run, whatever --refine says
+    assert td.main(argparse.Namespace(steps=2, resume=True, refine=None, **common)) == 0
+    assert json.loads((tmp_path / "run" / "state.json").read_text())["step"] == 2
+
+
 @pytest.mark.parametrize(
     "spec, message",
     [("lungs=3/1", "GROUP=TRAIN"), ("chest=a/1", "whole numbers"), ("head=-1/0", "negative"), ("chest=0/1", "at least one")],

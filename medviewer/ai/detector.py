@@ -18,6 +18,10 @@ Architecture (``LesionNet``)
   per-pixel confidence map), a lesion-**centre** heat-map logit (CenterNet
   style) from which candidate extraction picks 3D peaks, and a sub-voxel
   centre **offset** (z, y, x) read at each peak.
+* **Refinement** (optional, ``n_refine``): residual conv blocks at 1/2 size
+  between the decoder and the head. Their last convolution starts at zero, so
+  a trained network grown by such blocks gives the same output until it is
+  fine-tuned (capacity where small lesions are resolved).
 
 The network is cheap (about 0.45 GMAC per 256x256 internal slice, see
 :func:`count_macs`) so the whole detector meets <= 60 ms per 512x512 source
@@ -118,6 +122,21 @@ class BiConvGRU(nn.Module):
         return torch.stack([torch.cat([f, bk], dim=1) for f, bk in zip(outs_f, outs_b)], dim=1)  # type: ignore[list-item]
 
 
+class RefineBlock(nn.Module):
+    """Residual block ``x + conv(relu(bn(conv(x))))`` whose last convolution starts at zero (the identity)."""
+
+    def __init__(self, channels: int, width: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(_cbr(channels, width), nn.Conv2d(width, channels, 3, padding=1, bias=False))
+        last = self.body[-1]
+        assert isinstance(last, nn.Conv2d)
+        nn.init.zeros_(last.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` plus the learned correction (same shape)."""
+        return x + self.body(x)
+
+
 class LesionNet(nn.Module):
     """2.5D CNN + bidirectional ConvGRU lesion detector (see module docstring).
 
@@ -129,6 +148,10 @@ class LesionNet(nn.Module):
         Channels of the three encoder stages.
     hidden : int
         ConvGRU hidden channels per direction.
+    n_refine : int
+        Residual refinement blocks at 1/2 size before the head (0: none).
+    refine_width : int
+        Inner channels of each refinement block.
 
     Examples
     --------
@@ -139,7 +162,14 @@ class LesionNet(nn.Module):
     ((1, 3, 32, 32), (1, 3, 32, 32), (1, 3, 3, 32, 32))
     """
 
-    def __init__(self, context: int = CONTEXT, widths: tuple[int, int, int] = (16, 32, 48), hidden: int = 24) -> None:
+    def __init__(
+        self,
+        context: int = CONTEXT,
+        widths: tuple[int, int, int] = (16, 32, 48),
+        hidden: int = 24,
+        n_refine: int = 0,
+        refine_width: int = 32,
+    ) -> None:
         super().__init__()
         c1, c2, c3 = widths
         cin = len(WINDOWS) * (2 * context + 1)
@@ -147,12 +177,15 @@ class LesionNet(nn.Module):
         self.context = context
         self.widths = widths
         self.hidden_size = hidden
+        self.n_refine = n_refine
+        self.refine_width = refine_width
         self.enc1 = nn.Sequential(_cbr(cin, c1, 2), _cbr(c1, c1))  # 1/2
         self.enc2 = nn.Sequential(_cbr(c1, c2, 2), _cbr(c2, c2))  # 1/4
         self.enc3 = nn.Sequential(_cbr(c2, c3, 2), _cbr(c3, c3))  # 1/8
         self.gru = BiConvGRU(c3, hidden)
         self.dec2 = _cbr(c3 + 2 * hidden + c2, c2)  # at 1/4
         self.dec1 = _cbr(c2 + c1, c1)  # at 1/2
+        self.refine = nn.Sequential(*[RefineBlock(c1, refine_width) for _ in range(n_refine)])  # at 1/2
         self.head = nn.Conv2d(c1, 5, 1)  # seg logit, centre-heat logit, centre offset (z, y, x)
         bias = self.head.bias
         assert bias is not None
@@ -174,7 +207,7 @@ class LesionNet(nn.Module):
         b = torch.cat([e3, g], dim=1)
         d2 = self.dec2(torch.cat([F.interpolate(b, size=e2.shape[-2:], mode="nearest"), e2], dim=1))
         d1 = self.dec1(torch.cat([F.interpolate(d2, size=e1.shape[-2:], mode="nearest"), e1], dim=1))
-        return self.head(d1)
+        return self.head(self.refine(d1))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``x`` (B, S, C, H, W) -> seg and heat logits ``(B, S, H/2, W/2)`` and offsets ``(B, S, 3, H/2, W/2)``.
@@ -200,12 +233,17 @@ def build_model(config: dict[str, Any] | None = None) -> LesionNet:
         context=int(cfg.get("context", CONTEXT)),
         widths=tuple(int(w) for w in cfg.get("widths", (16, 32, 48))),  # type: ignore[arg-type]
         hidden=int(cfg.get("hidden", 24)),
+        n_refine=int(cfg.get("n_refine", 0)),
+        refine_width=int(cfg.get("refine_width", 32)),
     )
 
 
 def model_config(model: LesionNet) -> dict[str, Any]:
     """The card's ``"config"`` entry that rebuilds ``model`` with :func:`build_model`."""
-    return {"context": model.context, "widths": list(model.widths), "hidden": model.hidden_size}
+    cfg: dict[str, Any] = {"context": model.context, "widths": list(model.widths), "hidden": model.hidden_size}
+    if model.n_refine:  # absent for the original architecture, so older cards stay as they were
+        cfg.update(n_refine=model.n_refine, refine_width=model.refine_width)
+    return cfg
 
 
 def count_params(model: nn.Module) -> int:
@@ -250,6 +288,7 @@ __all__ = [
     "normalize_hu",
     "ConvGRUCell",
     "BiConvGRU",
+    "RefineBlock",
     "LesionNet",
     "build_model",
     "model_config",

@@ -66,6 +66,13 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
             q.add_argument("--shape", default=None, help="training volume shape SLICESxROWSxCOLUMNS (default 40x256x256)")
             q.add_argument("--hard-negative-every", type=int, default=None, help="steps between hard-negative mining rounds (250)")
             q.add_argument("--checkpoint-every", type=int, default=None, help="steps between checkpoints (100)")
+            q.add_argument(
+                "--refine",
+                type=int,
+                default=None,
+                help="residual blocks at half resolution before the heads (default: as the --init weights, "
+                "else 0); blocks added to trained weights start as the identity",
+            )
         q.set_defaults(func=_run)
 
 

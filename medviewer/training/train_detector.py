@@ -625,6 +625,37 @@ def load_checkpoint(
     return state
 
 
+def run_config(run: Path) -> dict[str, Any]:
+    """The architecture (``model_config``) a run's checkpoint was saved with; {} for the default one."""
+    try:
+        cfg = json.loads((run / "state.json").read_text(encoding="utf-8")).get("config") or {}
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read the run state in {run}: {exc}") from exc
+    if not isinstance(cfg, dict):
+        raise ModelError(f"the run state in {run} has an invalid 'config' entry")
+    return cfg
+
+
+def grown_config(base: dict[str, Any] | None, refine: int | None) -> dict[str, Any]:
+    """The architecture of a run: ``base`` (an --init card's config) with ``refine`` refinement blocks.
+
+    Blocks can only be added: a trained network keeps its own.
+
+    >>> grown_config({"context": 2, "widths": [16, 32, 48], "hidden": 24}, 2)["n_refine"]
+    2
+    """
+    cfg = dict(base or {})
+    have = int(cfg.get("n_refine", 0))
+    if refine is None:
+        return cfg
+    if not have <= int(refine) <= 8:
+        raise ModelError(f"--refine {refine}: choose {have}..8 (the init weights have {have})")
+    if int(refine):
+        cfg["n_refine"] = int(refine)
+        cfg.setdefault("refine_width", 32)
+    return cfg
+
+
 def plot_losses(history: list[dict[str, float]], path: Path) -> None:
     """Write the loss curves (raw and moving average) as a PNG."""
     import matplotlib
@@ -775,7 +806,7 @@ def install_checkpoint(
     Used for an interim model while a long training run goes on (the run is
     not touched) and to finish a run that was stopped early.
     """
-    model = build_model()
+    model = build_model(run_config(run))
     state = load_checkpoint(run, model, None, None)
     val = load_volumes(data / "val", n_val, VAL_SEED0)
     info = {
@@ -881,20 +912,36 @@ def main(args: argparse.Namespace) -> int:
         val += load_volumes(data / "val", n_val_head, VAL_HEAD_SEED0, shape, bar,  # type: ignore[arg-type]
                             z_center_mm=Z_HEAD_MM, placement="host_hu", region="head")
     data_seconds = time.time() - t_start
-    model = build_model()
+    refine = getattr(args, "refine", None)
+    base_card: dict[str, Any] = {}
+    init_tensors: dict[str, torch.Tensor] = {}
+    resuming = bool(getattr(args, "resume", False)) and (run / "checkpoint.safetensors").is_file()
+    if resuming:
+        arch = run_config(run)
+    elif getattr(args, "init", None):
+        from medviewer.ai.weights import load_weights
+
+        init_tensors, base_card = load_weights(MODEL_NAME, Path(args.init))
+        arch = grown_config(base_card.get("config"), refine)
+    else:
+        arch = grown_config(None, refine)
+    model = build_model(arch)
     model.to(device)
     lr_peak = 2e-3
     opt = torch.optim.AdamW(model.parameters(), lr=lr_peak, weight_decay=1e-4)
-    state: dict[str, Any] = {"step": 0, "history": [], "hard_negatives": [], "train_seconds": 0.0}
-    if getattr(args, "resume", False) and (run / "checkpoint.safetensors").is_file():
+    state: dict[str, Any] = {"step": 0, "history": [], "hard_negatives": [], "train_seconds": 0.0, "config": model_config(model)}
+    if resuming:
         state = load_checkpoint(run, model, opt, rng)
         state.setdefault("train_seconds", 0.0)
         print(f"resumed from {run} at step {state['step']}", flush=True)
     elif getattr(args, "init", None):
-        from medviewer.ai.weights import load_state_into, load_weights
+        from medviewer.ai.weights import load_state_into
 
-        tensors, base_card = load_weights(MODEL_NAME, Path(args.init))
-        load_state_into(model, tensors, str(Path(args.init) / f"{MODEL_NAME}.safetensors"))
+        own = model.state_dict()
+        new_blocks = {k for k in own if k.startswith("refine.")} - set(init_tensors)
+        if new_blocks:  # a grown network: the added refinement blocks start as the identity
+            init_tensors = {**init_tensors, **{k: own[k] for k in new_blocks}}
+        load_state_into(model, init_tensors, str(Path(args.init) / f"{MODEL_NAME}.safetensors"))
         state["initialised_from"] = {
             "model": f"{MODEL_NAME} {base_card.get('version')}",
             "steps": (base_card.get("training") or {}).get("steps"),
