@@ -36,7 +36,7 @@ def test_froc_by_source_scores_each_slice_on_its_own_volumes():
 
 
 @pytest.mark.timeout(600)
-def test_quick_evaluation_writes_tables_plots_and_per_source_rows(tmp_path):
+def test_quick_evaluation_writes_tables_plots_per_source_rows_and_the_lesion_audit(tmp_path):
     res = ev.evaluate(tmp_path, quick=True, device="cpu")
     assert {"held-out phantoms", "real-background"} <= set(res["sets"])
     for s in res["sets"].values():
@@ -47,4 +47,8 @@ def test_quick_evaluation_writes_tables_plots_and_per_source_rows(tmp_path):
     assert real["by_source_slice"]["CT_small"]["n_lesions"] == real["n_lesions"]
     assert (tmp_path / "froc.png").stat().st_size > 0 and (tmp_path / "reliability.png").stat().st_size > 0
     assert json.loads((tmp_path / "results.json").read_text())["model"]["version"]
-    assert "by source slice" in (tmp_path / "results.md").read_text()
+    assert len(real["lesions"]) == real["n_lesions"]  # the per-lesion audit covers every lesion
+    assert all(r["source"] == "CT_small" and r["diameter_mm"] > 0 for r in real["lesions"])
+    assert sum(b["n"] for b in real["lesion_audit"]["by_diameter_mm"]) == real["n_lesions"]
+    md = (tmp_path / "results.md").read_text()
+    assert "by source slice" in md and "by size and conspicuity" in md

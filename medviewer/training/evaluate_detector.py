@@ -47,6 +47,7 @@ from medviewer.errors import ModelError
 from medviewer.progress import CancelFn, Progress, ProgressFn, check_cancel, console_progress
 from medviewer.resources import cache_dir
 from medviewer.training import froc as frocm
+from medviewer.training import lesion_audit
 from medviewer.training.datasets import DATASET_VERSION
 from medviewer.training.phantom_lesions import body_mask
 from medviewer.volume import Volume, VolumeMetadata
@@ -598,6 +599,9 @@ def evaluate(
             "reliability": table,
             "case_auc_abnormality": None if not np.isfinite(auc) else round(auc, 4),
         }
+        lesions = lesion_audit.lesion_rows(cases, det["dets"], source_of)
+        results["sets"][set_name]["lesions"] = lesions
+        results["sets"][set_name]["lesion_audit"] = lesion_audit.summarize(lesions)
         if set_name == "real-background":
             results["sets"][set_name]["by_source_slice"] = froc_by_source(cases, det["dets"])
     abn = np.concatenate(all_abn)
@@ -649,6 +653,9 @@ def evaluate(
         md += [f"| {k} | {v['n_volumes']} | {v['n_lesions']} | {v['cpm']:.3f} | {v['sensitivity_at_1fp']:.3f} | {v['sensitivity_at_8fp']:.3f} |"
                for k, v in by_src.items()]
         md.append("")
+    real_rows = results["sets"].get("real-background", {}).get("lesions", [])
+    misses = [r for r in real_rows if r["best_confidence"] is None or r["best_confidence"] < lesion_audit.SHOWN_AT]
+    md += lesion_audit.markdown({k: v["lesion_audit"] for k, v in results["sets"].items()}, misses)
     if "speed_cpu" in results:
         sp = results["speed_cpu"]
         md.append(f"- speed: {sp['ms_per_slice']:.1f} ms per 512x512 slice on {sp['threads']} CPU threads (whole detector)")
