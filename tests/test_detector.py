@@ -270,6 +270,29 @@ def test_refinement_blocks_grow_a_trained_network_without_changing_its_output():
         td.grown_config(cfg, 1)
 
 
+def test_an_added_input_window_starts_with_zero_weights_and_keeps_the_output():
+    from medviewer.ai.detect import predict_maps
+    from medviewer.ai.detector import WINDOWS, grow_input_windows, normalize_hu
+
+    torch.manual_seed(5)
+    base = build_model().eval()
+    cfg = td.grown_config(model_config(base), None, [td.parse_window("-20:100")])
+    grown = build_model(cfg).eval()
+    assert grown.windows == (*WINDOWS, (-20.0, 100.0)) and grown.in_channels == 15
+    grown.load_state_dict(grow_input_windows(base.state_dict(), base.windows, grown.windows, base.context))
+    hu = np.random.default_rng(0).normal(40, 30, (6, 48, 48)).astype(np.float32)
+    for a, b in zip(predict_maps(base, hu, "cpu"), predict_maps(grown, hu, "cpu")):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    x = normalize_hu(hu, grown.windows)
+    assert x.shape == (6, 3, 48, 48) and x[:, 2].min() >= -1.0 and x[:, 2].max() <= 1.0
+    assert "3 HU windows" in td.describe(grown) and model_config(build_model(model_config(grown)))["windows"][-1] == [-20.0, 100.0]
+    for bad, message in (("100:-20", "LO < HI"), ("a:b", "LO:HI")):
+        with pytest.raises(ModelError, match=message):
+            td.parse_window(bad)
+    with pytest.raises(ModelError, match="must be new"):
+        td.grown_config(cfg, None, [(-20.0, 100.0)])
+
+
 def test_train_main_grows_init_weights_and_resumes_the_grown_run(tmp_path):
     import argparse
     import json
@@ -284,12 +307,13 @@ def test_train_main_grows_init_weights_and_resumes_the_grown_run(tmp_path):
         device="cpu", seed=0, install=False, minutes=None, version="1.5.0-test", shape="16x96x96",
         volumes=["chest=1/1", "kidney=0/0", "host-hu=0/0", "head=0/0"], checkpoint_every=1, note=None,
     )
-    assert td.main(argparse.Namespace(steps=1, resume=False, refine=1, **common)) == 0
+    assert td.main(argparse.Namespace(steps=1, resume=False, refine=1, window=["-20:100"], **common)) == 0
     card = json.loads((tmp_path / "run" / "detector.json").read_text())
     assert card["config"]["n_refine"] == 1 and card["macs_per_internal_slice"] > 0.6e9
+    assert card["input"]["windows_hu"][-1] == [-20.0, 100.0] and "3 HU windows" in card["architecture"]
     assert td.run_config(tmp_path / "run")["n_refine"] == 1
     # resuming rebuilds the grown architecture from the run, whatever --refine says
-    assert td.main(argparse.Namespace(steps=2, resume=True, refine=None, **common)) == 0
+    assert td.main(argparse.Namespace(steps=2, resume=True, refine=None, window=None, **common)) == 0
     assert json.loads((tmp_path / "run" / "state.json").read_text())["step"] == 2
 
 

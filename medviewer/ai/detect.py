@@ -183,7 +183,7 @@ def predict_maps(
     prog = Progress(progress)
     s, h, w = x.shape
     ph, pw = (-h) % SIZE_MULTIPLE, (-w) % SIZE_MULTIPLE
-    xn = normalize_hu(x)  # (S, windows, H, W)
+    xn = normalize_hu(x, model.windows)  # (S, windows, H, W)
     if ph or pw:
         xn = F.pad(xn, (0, pw, 0, ph), mode="replicate")
     oh, ow = (h + 1) // OUTPUT_STRIDE, (w + 1) // OUTPUT_STRIDE

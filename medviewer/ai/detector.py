@@ -51,17 +51,19 @@ CONTEXT: int = 2
 OUTPUT_STRIDE: int = 2
 #: Network input size must be a multiple of this.
 SIZE_MULTIPLE: int = 8
-ARCHITECTURE = "LesionNet 2.5D CNN (5 neighbouring slices x 2 HU windows as input channels, U-Net encoder/decoder) + bidirectional ConvGRU along z"
 
 
-def normalize_hu(hu: NDArray[np.floating[Any]] | torch.Tensor) -> Any:
-    """Window an ``(S, H, W)`` HU volume into ``(S, len(WINDOWS), H, W)`` channels in [-1, 1].
+Window = tuple[float, float]
 
-    Each window ``(lo, hi)`` of :data:`WINDOWS` clips HU to [lo, hi] and maps
-    it linearly to [-1, 1].
+
+def normalize_hu(hu: NDArray[np.floating[Any]] | torch.Tensor, windows: tuple[Window, ...] = WINDOWS) -> Any:
+    """Window an ``(S, H, W)`` HU volume into ``(S, len(windows), H, W)`` channels in [-1, 1].
+
+    Each window ``(lo, hi)`` (default :data:`WINDOWS`; a model's own are
+    ``LesionNet.windows``) clips HU to [lo, hi] and maps it linearly to [-1, 1].
     """
     outs = []
-    for lo, hi in WINDOWS:
+    for lo, hi in windows:
         mid, half = (lo + hi) / 2.0, (hi - lo) / 2.0
         if isinstance(hu, torch.Tensor):
             outs.append((hu.clamp(lo, hi) - mid) / half)
@@ -152,6 +154,9 @@ class LesionNet(nn.Module):
         Residual refinement blocks at 1/2 size before the head (0: none).
     refine_width : int
         Inner channels of each refinement block.
+    windows : tuple of (lo, hi)
+        Input HU windows (default :data:`WINDOWS`); each neighbouring slice
+        enters once per window.
 
     Examples
     --------
@@ -169,10 +174,14 @@ class LesionNet(nn.Module):
         hidden: int = 24,
         n_refine: int = 0,
         refine_width: int = 32,
+        windows: tuple[Window, ...] = WINDOWS,
     ) -> None:
         super().__init__()
         c1, c2, c3 = widths
-        cin = len(WINDOWS) * (2 * context + 1)
+        self.windows = tuple((float(lo), float(hi)) for lo, hi in windows)
+        if not self.windows or any(not hi > lo for lo, hi in self.windows):
+            raise ValueError(f"input windows must be non-empty (lo, hi) pairs with hi > lo, got {windows}")
+        cin = len(self.windows) * (2 * context + 1)
         self.in_channels = cin
         self.context = context
         self.widths = widths
@@ -235,7 +244,17 @@ def build_model(config: dict[str, Any] | None = None) -> LesionNet:
         hidden=int(cfg.get("hidden", 24)),
         n_refine=int(cfg.get("n_refine", 0)),
         refine_width=int(cfg.get("refine_width", 32)),
+        windows=tuple((float(lo), float(hi)) for lo, hi in cfg.get("windows", WINDOWS)),
     )
+
+
+def describe(model: LesionNet) -> str:
+    """The model card's ``"architecture"`` line for ``model``."""
+    text = (f"LesionNet 2.5D CNN ({2 * model.context + 1} neighbouring slices x {len(model.windows)} HU windows as input "
+            "channels, U-Net encoder/decoder) + bidirectional ConvGRU along z")
+    if model.n_refine:
+        text += f"; {model.n_refine} residual refinement block{'s' if model.n_refine > 1 else ''} ({model.refine_width} channels) at 1/2 size"
+    return text
 
 
 def model_config(model: LesionNet) -> dict[str, Any]:
@@ -243,7 +262,32 @@ def model_config(model: LesionNet) -> dict[str, Any]:
     cfg: dict[str, Any] = {"context": model.context, "widths": list(model.widths), "hidden": model.hidden_size}
     if model.n_refine:  # absent for the original architecture, so older cards stay as they were
         cfg.update(n_refine=model.n_refine, refine_width=model.refine_width)
+    if model.windows != WINDOWS:
+        cfg["windows"] = [list(w) for w in model.windows]
     return cfg
+
+
+def grow_input_windows(
+    state: dict[str, torch.Tensor], old: tuple[Window, ...], new: tuple[Window, ...], context: int = CONTEXT
+) -> dict[str, torch.Tensor]:
+    """Map trained weights with input windows ``old`` onto a network with windows ``new``.
+
+    ``old`` must be a prefix of ``new``. Channels are slice-major (slice ``s``,
+    window ``w`` is channel ``s * len(windows) + w``); the first convolution's
+    weights of the added windows start at zero, so the grown network computes
+    what the trained one did until it is fine-tuned.
+    """
+    if tuple(new[: len(old)]) != tuple(old):
+        raise ValueError(f"the trained windows {list(old)} must come first in {list(new)}")
+    key = "enc1.0.0.weight"
+    w_old = state[key]
+    n_slices = 2 * context + 1
+    if w_old.shape[1] != n_slices * len(old):
+        raise ValueError(f"{key} has {w_old.shape[1]} input channels, expected {n_slices * len(old)}")
+    w_new = w_old.new_zeros((w_old.shape[0], n_slices * len(new), *w_old.shape[2:]))
+    for s in range(n_slices):
+        w_new[:, s * len(new) : s * len(new) + len(old)] = w_old[:, s * len(old) : (s + 1) * len(old)]
+    return {**state, key: w_new}
 
 
 def count_params(model: nn.Module) -> int:
@@ -284,14 +328,15 @@ __all__ = [
     "CONTEXT",
     "OUTPUT_STRIDE",
     "SIZE_MULTIPLE",
-    "ARCHITECTURE",
     "normalize_hu",
     "ConvGRUCell",
     "BiConvGRU",
     "RefineBlock",
+    "grow_input_windows",
     "LesionNet",
     "build_model",
     "model_config",
+    "describe",
     "count_params",
     "count_macs",
 ]

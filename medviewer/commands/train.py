@@ -73,6 +73,13 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                 help="residual blocks at half resolution before the heads (default: as the --init weights, "
                 "else 0); blocks added to trained weights start as the identity",
             )
+            q.add_argument(
+                "--window",
+                action="append",
+                metavar="LO:HI",
+                help="add an input HU window (e.g. -20:100, narrow like a reading window for subtle soft-tissue "
+                "lesions); repeatable; added to the --init weights' windows with zero weights at the start",
+            )
         q.set_defaults(func=_run)
 
 

@@ -28,6 +28,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,6 @@ from safetensors.torch import load_file, save_file
 
 from medviewer.ai.detect import MODEL_NAME, extract_candidates, predict_maps_tta
 from medviewer.ai.detector import (
-    ARCHITECTURE,
     CONTEXT,
     HU_CLIP,
     INTERNAL_SPACING,
@@ -49,6 +49,8 @@ from medviewer.ai.detector import (
     WINDOWS,
     LesionNet,
     build_model,
+    describe,
+    grow_input_windows,
     count_macs,
     count_params,
     model_config,
@@ -352,12 +354,13 @@ def sample_batch(
     p_lesion: float = 0.6,
     p_hard: float = 0.2,
     augment: bool = True,
+    windows: tuple[tuple[float, float], ...] = WINDOWS,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Draw a batch of crops.
+    """Draw a batch of crops (input in the network's HU ``windows``).
 
     Returns
     -------
-    x : Tensor (B, S, (2*CONTEXT+1) * len(WINDOWS), crop, crop)
+    x : Tensor (B, S, (2*CONTEXT+1) * len(windows), crop, crop)
         Normalised 2.5D input.
     seg : Tensor (B, S, crop/2, crop/2)
         Soft lesion-mask target.
@@ -403,7 +406,7 @@ def sample_batch(
             hu = hu * rng.uniform(0.97, 1.03) + rng.uniform(-15, 15)
         seg = lab.reshape(slices, crop // 2, 2, crop // 2, 2).mean(axis=(2, 4))
         heat, off = heat_target(v.centers, v.diameters, (k0, j0, i0), seg.shape)  # type: ignore[arg-type]
-        xn = normalize_hu(hu)  # (S + 2 * CONTEXT, windows, H, W)
+        xn = normalize_hu(hu, windows)  # (S + 2 * CONTEXT, windows, H, W)
         ctx = np.arange(slices)[:, None] + np.arange(2 * CONTEXT + 1)[None, :]
         x = xn[ctx].reshape(slices, -1, crop, crop)  # (S, context * windows, H, W), slice-major
         if augment and rng.random() < 0.5:  # left-right flip; the x offset changes sign
@@ -636,23 +639,48 @@ def run_config(run: Path) -> dict[str, Any]:
     return cfg
 
 
-def grown_config(base: dict[str, Any] | None, refine: int | None) -> dict[str, Any]:
-    """The architecture of a run: ``base`` (an --init card's config) with ``refine`` refinement blocks.
+def parse_window(spec: str) -> tuple[float, float]:
+    """``"LO:HI"`` (HU) -> ``(lo, hi)``; a ModelError names a bad spec.
 
-    Blocks can only be added: a trained network keeps its own.
+    >>> parse_window("-20:100")
+    (-20.0, 100.0)
+    """
+    try:
+        lo, hi = (float(v) for v in str(spec).split(":"))
+    except ValueError:
+        raise ModelError(f"--window {spec!r}: expected LO:HI in HU, e.g. -20:100") from None
+    if not (hi > lo and -1100.0 <= lo and hi <= 3100.0):
+        raise ModelError(f"--window {spec!r}: need -1100 <= LO < HI <= 3100 HU")
+    return lo, hi
 
-    >>> grown_config({"context": 2, "widths": [16, 32, 48], "hidden": 24}, 2)["n_refine"]
-    2
+
+def grown_config(
+    base: dict[str, Any] | None, refine: int | None, add_windows: Sequence[tuple[float, float]] = ()
+) -> dict[str, Any]:
+    """The architecture of a run: ``base`` (an --init card's config) grown by refinement blocks and input windows.
+
+    ``refine`` is the total number of refinement blocks; ``add_windows`` are
+    appended to the input windows. Both can only grow: a trained network
+    keeps what it has.
+
+    >>> cfg = grown_config({"context": 2, "widths": [16, 32, 48], "hidden": 24}, 2, [(-20.0, 100.0)])
+    >>> cfg["n_refine"], cfg["windows"][-1]
+    (2, [-20.0, 100.0])
     """
     cfg = dict(base or {})
     have = int(cfg.get("n_refine", 0))
-    if refine is None:
-        return cfg
-    if not have <= int(refine) <= 8:
-        raise ModelError(f"--refine {refine}: choose {have}..8 (the init weights have {have})")
-    if int(refine):
-        cfg["n_refine"] = int(refine)
-        cfg.setdefault("refine_width", 32)
+    if refine is not None:
+        if not have <= int(refine) <= 8:
+            raise ModelError(f"--refine {refine}: choose {have}..8 (the init weights have {have})")
+        if int(refine):
+            cfg["n_refine"] = int(refine)
+            cfg.setdefault("refine_width", 32)
+    if add_windows:
+        old = [[float(lo), float(hi)] for lo, hi in cfg.get("windows", WINDOWS)]
+        new = [[float(lo), float(hi)] for lo, hi in add_windows]
+        if any(w in old for w in new) or len({tuple(w) for w in new}) < len(new):
+            raise ModelError(f"--window: each added window must be new (the network has {old})")
+        cfg["windows"] = old + new
     return cfg
 
 
@@ -703,7 +731,7 @@ def make_card(
         "name": MODEL_NAME,
         "display_name": "medviewer-lesion-detector",
         "version": version,
-        "architecture": ARCHITECTURE,
+        "architecture": describe(model),
         "config": model_config(model),
         "params": count_params(model),
         "macs_per_internal_slice": int(macs),
@@ -713,7 +741,7 @@ def make_card(
             "units": "HU",
             "internal_spacing_mm": list(INTERNAL_SPACING),
             "hu_clip": list(HU_CLIP),
-            "windows_hu": [list(w) for w in WINDOWS],
+            "windows_hu": [list(w) for w in model.windows],
             "normalisation": "each window: clip HU to it, then linear map to [-1, 1]; channels = context slices x windows",
             "context_slices": 2 * CONTEXT + 1,
             "resampling": "antialiased bilinear in-plane + linear in z to the internal spacing, outputs resampled back",
@@ -913,6 +941,7 @@ def main(args: argparse.Namespace) -> int:
                             z_center_mm=Z_HEAD_MM, placement="host_hu", region="head")
     data_seconds = time.time() - t_start
     refine = getattr(args, "refine", None)
+    add_windows = [parse_window(w) for w in (getattr(args, "window", None) or [])]
     base_card: dict[str, Any] = {}
     init_tensors: dict[str, torch.Tensor] = {}
     resuming = bool(getattr(args, "resume", False)) and (run / "checkpoint.safetensors").is_file()
@@ -922,9 +951,9 @@ def main(args: argparse.Namespace) -> int:
         from medviewer.ai.weights import load_weights
 
         init_tensors, base_card = load_weights(MODEL_NAME, Path(args.init))
-        arch = grown_config(base_card.get("config"), refine)
+        arch = grown_config(base_card.get("config"), refine, add_windows)
     else:
-        arch = grown_config(None, refine)
+        arch = grown_config(None, refine, add_windows)
     model = build_model(arch)
     model.to(device)
     lr_peak = 2e-3
@@ -937,6 +966,9 @@ def main(args: argparse.Namespace) -> int:
     elif getattr(args, "init", None):
         from medviewer.ai.weights import load_state_into
 
+        old_windows = build_model(base_card.get("config")).windows
+        if old_windows != model.windows:  # added input windows start with zero weights
+            init_tensors = grow_input_windows(init_tensors, old_windows, model.windows, model.context)
         own = model.state_dict()
         new_blocks = {k for k in own if k.startswith("refine.")} - set(init_tensors)
         if new_blocks:  # a grown network: the added refinement blocks start as the identity
@@ -977,7 +1009,7 @@ def main(args: argparse.Namespace) -> int:
             model.train()
             for g in opt.param_groups:
                 g["lr"] = lr_at(step)
-            x, *targets = sample_batch(train, rng, batch, hard)
+            x, *targets = sample_batch(train, rng, batch, hard, windows=model.windows)
             loss, parts = detector_loss(*model(x.to(device)), *(t.to(device) for t in targets))
             opt.zero_grad(set_to_none=True)
             loss.backward()
