@@ -49,10 +49,10 @@ from medviewer.ai.detector import (
     WINDOWS,
     LesionNet,
     build_model,
-    describe,
-    grow_input_windows,
     count_macs,
     count_params,
+    describe,
+    grow_input_windows,
     model_config,
     normalize_hu,
 )
