@@ -247,6 +247,40 @@ def test_train_main_fine_tunes_from_init_weights_on_every_volume_group(tmp_path,
     assert card["version"] == "1.3.0-test" and card["training"]["note"] == "a test run"
 
 
+def test_paste_lesion_adds_one_lesion_in_the_body_that_keeps_the_image_noise():
+    rng = np.random.default_rng(0)
+    ctx = td.CONTEXT
+    hu = np.full((8 + 2 * ctx, 96, 96), -1000.0, np.float32)
+    yy, xx = np.mgrid[0:96, 0:96]
+    body = np.hypot(yy - 48, xx - 48) < 40
+    hu[:, body] = 50.0
+    noise = rng.normal(0.0, 15.0, hu.shape).astype(np.float32)
+    hu += noise
+    lab = np.zeros((8, 96, 96), np.float32)
+    out, lab2, centres, diams = td.paste_lesion(hu, lab, np.random.default_rng(1))
+    assert len(centres) == 1 and td.PASTE_DIAMETER_MM[0] <= diams[0] <= td.PASTE_DIAMETER_MM[1]
+    k, j, i = np.round(centres[0]).astype(int)
+    assert ctx < k < ctx + 7 and body[j, i] and lab2[k - ctx, j, i] == 1.0 and lab2.sum() > lab.sum()
+    changed = np.abs(out - hu) > 1.0
+    assert changed[:, ~body].sum() == 0  # nothing outside the body
+    # the image's fine noise survives inside the lesion: its residual against the smooth lesion still has the noise SD
+    inner = lab2[k - ctx] > 0
+    resid = (out[k] - hu[k])[inner] - np.median((out[k] - hu[k])[inner])
+    assert np.corrcoef(out[k][inner], noise[k][inner])[0, 1] > 0.5 and resid.std() < 15.0
+    # no room (all air): nothing pasted
+    air = np.full_like(hu, -1000.0)
+    assert len(td.paste_lesion(air, lab, np.random.default_rng(1))[3]) == 0
+
+
+def test_sample_batch_with_paste_puts_a_centre_target_in_every_crop():
+    vols = [td.TrainVolume(np.asarray(blob_volume(4, n=0).hu, np.float16) * 0 + np.float16(45), np.zeros((16, 96, 96), np.uint8),
+                           np.zeros((0, 3)), np.zeros(0), [], 4)]
+    x, seg, heat, off = td.sample_batch(vols, np.random.default_rng(2), 3, [], slices=5, crop=64, p_paste=1.0, augment=False)
+    assert heat.amax(dim=(1, 2, 3)).min() == 1.0 and seg.amax(dim=(1, 2, 3)).min() > 0.0
+    x0, _, heat0, _ = td.sample_batch(vols, np.random.default_rng(2), 3, [], slices=5, crop=64, augment=False)
+    assert heat0.max() == 0.0
+
+
 def test_refinement_blocks_grow_a_trained_network_without_changing_its_output():
     torch.manual_seed(4)
     base = build_model().eval()

@@ -80,6 +80,14 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                 help="add an input HU window (e.g. -20:100, narrow like a reading window for subtle soft-tissue "
                 "lesions); repeatable; added to the --init weights' windows with zero weights at the start",
             )
+            q.add_argument(
+                "--paste",
+                type=float,
+                default=None,
+                metavar="P",
+                help="probability that a training crop gets one more lesion pasted anywhere in the body "
+                "(online copy-paste augmentation; default 0)",
+            )
         q.set_defaults(func=_run)
 
 

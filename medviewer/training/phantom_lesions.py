@@ -148,11 +148,17 @@ def render_lesion(
     rng: np.random.Generator,
     bg: float,
     thickness: float | None = None,
+    keep_noise_mm: float | None = None,
 ) -> float:
     """Paint one lesion in place (``center`` (k, j, i) in voxels); returns its contrast.
 
     ``thickness`` (mm) replaces the slice spacing in the partial-volume edge
-    width along z when slices are sparser than thick.
+    width along z when slices are sparser than thick. With ``keep_noise_mm``
+    the lesion replaces only the background's in-plane detail coarser than a
+    Gaussian of that sigma (mm): the finer part, the image noise of a scan,
+    stays on top of the lesion as it would in a scan of a real lesion.
+    Without it the lesion replaces the background (right for noise-free
+    phantoms, whose noise is simulated after the lesions are painted).
     """
     sz, sy, sx = spacing
     tz = float(thickness) if thickness else sz
@@ -196,8 +202,6 @@ def render_lesion(
             wd = (np.abs(qx) * sx + np.abs(qy) * sy + np.abs(qz) * tz) / dist
             alpha = np.maximum(alpha, np.clip(0.5 - (dist - taper) / wd, 0.0, 1.0))
     texture = rng.normal(0.0, 1.0, alpha.shape)
-    from scipy import ndimage
-
     texture = ndimage.gaussian_filter(texture, (0.7, 1.2, 1.2))
     texture /= texture.std() + 1e-6
     value = hu_les + 6.0 * texture
@@ -210,7 +214,11 @@ def render_lesion(
         nec = np.clip(0.5 - (r - radius * 0.45) / (w + 2.0), 0.0, 1.0)
         value = value * (1 - nec) + (hu_les - 30.0) * nec
     sub = vol[sl]
-    sub += (alpha * (value - sub)).astype(np.float32)
+    if keep_noise_mm:
+        coarse = ndimage.gaussian_filter(sub.astype(np.float64), (0.0, keep_noise_mm / sy, keep_noise_mm / sx), mode="nearest")
+        sub += (alpha * (value - coarse)).astype(np.float32)
+    else:
+        sub += (alpha * (value - sub)).astype(np.float32)
     lab = labels[sl]
     lab[alpha >= 0.5] = label
     ck, cj, ci = (int(round(c)) for c in center)
@@ -291,6 +299,7 @@ def insert_lesions(
     first_label: int = 1,
     labels: NDArray[np.int16] | None = None,
     slice_thickness: float | None = None,
+    keep_noise_mm: float | None = None,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
 ) -> tuple[NDArray[np.float32], NDArray[np.int16], list[Lesion]]:
@@ -330,6 +339,10 @@ def insert_lesions(
     slice_thickness : float, optional
         Slice thickness for the partial-volume edge along z when it differs
         from the slice spacing.
+    keep_noise_mm : float, optional
+        For images that already carry noise: keep the background's detail
+        finer than a Gaussian of this sigma (mm) inside the lesion (see
+        :func:`render_lesion`).
     progress, cancel
         Callbacks.
 
@@ -424,7 +437,9 @@ def insert_lesions(
         host = arr[max(0, k0 - rk) : k0 + rk + 1, max(0, j0 - rj) : j0 + rj + 1, max(0, i0 - ri) : i0 + ri + 1]
         hm = masks[kind][max(0, k0 - rk) : k0 + rk + 1, max(0, j0 - rj) : j0 + rj + 1, max(0, i0 - ri) : i0 + ri + 1]
         bg = float(np.median(host[hm])) if hm.any() else float(arr[k0, j0, i0])
-        contrast = render_lesion(out, lab, center, sp, diam / 2, shape, kind, label, rng, bg, thickness=slice_thickness)
+        contrast = render_lesion(
+            out, lab, center, sp, diam / 2, shape, kind, label, rng, bg, thickness=slice_thickness, keep_noise_mm=keep_noise_mm
+        )
         if geometry is not None:
             cpat = tuple(float(v) for v in geometry.index_to_patient(center))
         else:

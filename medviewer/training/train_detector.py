@@ -90,6 +90,10 @@ VAL_HOST_HU_SEED0 = 90_700
 #: 12 pixels at the internal 1.4 mm (17 mm, recipes up to 1.3.0) kept training lesions
 #: a centimetre deeper, so none abutted the skull's inner table or the abdominal wall.
 HOST_HU_MARGIN_MM = 6.0
+#: Online copy-paste augmentation (``--paste``): pasted lesions keep the image noise finer than
+#: this Gaussian sigma (mm), and their diameters are drawn log-uniformly in this range (mm).
+PASTE_KEEP_NOISE_MM = 1.0
+PASTE_DIAMETER_MM: tuple[float, float] = (5.0, 25.0)
 #: Head phantoms (brain CT in a head holder), lesions placed by host HU anywhere in the head.
 Z_HEAD_MM = 5.0
 N_TRAIN_HEAD = 32
@@ -344,6 +348,42 @@ def heat_target(
     return tgt, off
 
 
+def paste_lesion(
+    hu: NDArray[np.float32], lab: NDArray[np.float32], rng: np.random.Generator, context: int = CONTEXT
+) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float64], NDArray[np.float64]]:
+    """Paste one more lesion into a training crop, anywhere in the body that suits its kind.
+
+    ``hu`` is the crop with ``context`` extra slices at each end, ``lab`` the
+    lesion mask of its central slices. The lesion's centre goes on a central
+    slice, inside the body (:func:`body_mask` with the host-HU margin), off
+    bone and at least 4 mm from the crop's lesions; its kind follows the host
+    HU (:func:`insert_lesions`) and it keeps the crop's noise. Returns the new
+    crop and mask and the lesion's centre (crop indices, as ``hu``) and
+    diameter; no lesion (empty arrays) when there is no room.
+    """
+    from scipy import ndimage
+
+    from medviewer.training.phantom_lesions import body_mask, insert_lesions
+
+    allowed = body_mask(hu, margin_px=host_hu_margin_px())
+    allowed[: context + 1] = False
+    allowed[hu.shape[0] - context - 1 :] = False
+    if lab.any():
+        taken = np.zeros(hu.shape, bool)
+        taken[context : context + lab.shape[0]] = lab > 0
+        allowed &= ~ndimage.binary_dilation(taken, iterations=max(1, round(4.0 / INTERNAL_SPACING[2])))
+    none = (hu, lab, np.zeros((0, 3)), np.zeros(0))
+    if not allowed.any():
+        return none
+    out, new, lesions = insert_lesions(
+        hu, INTERNAL_SPACING, rng, 1, allowed=allowed, diameter_range_mm=PASTE_DIAMETER_MM, keep_noise_mm=PASTE_KEEP_NOISE_MM
+    )
+    if not lesions:
+        return none
+    lab = np.maximum(lab, (new[context : context + lab.shape[0]] > 0).astype(np.float32))
+    return out, lab, np.array([les.center_index for les in lesions], float), np.array([les.diameter_mm for les in lesions], float)
+
+
 def sample_batch(
     vols: list[TrainVolume],
     rng: np.random.Generator,
@@ -355,8 +395,13 @@ def sample_batch(
     p_hard: float = 0.2,
     augment: bool = True,
     windows: tuple[tuple[float, float], ...] = WINDOWS,
+    p_paste: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Draw a batch of crops (input in the network's HU ``windows``).
+
+    With probability ``p_paste`` a crop gets one more lesion pasted anywhere
+    in the body (:func:`paste_lesion`; online copy-paste augmentation), so
+    lesions are also seen next to the spine, the skull or the body wall.
 
     Returns
     -------
@@ -400,12 +445,18 @@ def sample_batch(
             lab = np.pad(lab, ((0, 0), (0, ph), (0, pw)))
         if lab.shape[0] < slices:
             lab = np.pad(lab, ((0, slices - lab.shape[0]), (0, 0), (0, 0)), mode="edge")
+        centers, diameters = v.centers, v.diameters
+        if p_paste > 0 and rng.random() < p_paste:
+            hu, lab, pc, pd = paste_lesion(hu, lab, rng)
+            if len(pd):  # crop indices -> volume indices (hu starts CONTEXT slices above k0)
+                centers = np.concatenate([centers.reshape(-1, 3), pc + np.array([k0 - CONTEXT, j0, i0])])
+                diameters = np.concatenate([diameters, pd])
         if augment:
             if rng.random() < 0.5:
                 hu = hu + rng.normal(0.0, rng.uniform(2.0, 30.0), hu.shape).astype(np.float32)
             hu = hu * rng.uniform(0.97, 1.03) + rng.uniform(-15, 15)
         seg = lab.reshape(slices, crop // 2, 2, crop // 2, 2).mean(axis=(2, 4))
-        heat, off = heat_target(v.centers, v.diameters, (k0, j0, i0), seg.shape)  # type: ignore[arg-type]
+        heat, off = heat_target(centers, diameters, (k0, j0, i0), seg.shape)  # type: ignore[arg-type]
         xn = normalize_hu(hu, windows)  # (S + 2 * CONTEXT, windows, H, W)
         ctx = np.arange(slices)[:, None] + np.arange(2 * CONTEXT + 1)[None, :]
         x = xn[ctx].reshape(slices, -1, crop, crop)  # (S, context * windows, H, W), slice-major
@@ -940,6 +991,9 @@ def main(args: argparse.Namespace) -> int:
         val += load_volumes(data / "val", n_val_head, VAL_HEAD_SEED0, shape, bar,  # type: ignore[arg-type]
                             z_center_mm=Z_HEAD_MM, placement="host_hu", region="head")
     data_seconds = time.time() - t_start
+    p_paste = float(getattr(args, "paste", None) or 0.0)
+    if not 0.0 <= p_paste <= 1.0:
+        raise ModelError(f"--paste {p_paste}: a probability in [0, 1]")
     refine = getattr(args, "refine", None)
     add_windows = [parse_window(w) for w in (getattr(args, "window", None) or [])]
     base_card: dict[str, Any] = {}
@@ -1009,7 +1063,7 @@ def main(args: argparse.Namespace) -> int:
             model.train()
             for g in opt.param_groups:
                 g["lr"] = lr_at(step)
-            x, *targets = sample_batch(train, rng, batch, hard, windows=model.windows)
+            x, *targets = sample_batch(train, rng, batch, hard, windows=model.windows, p_paste=p_paste)
             loss, parts = detector_loss(*model(x.to(device)), *(t.to(device) for t in targets))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -1076,7 +1130,9 @@ def main(args: argparse.Namespace) -> int:
         "optimizer": f"AdamW lr {lr_peak:g} (warm-up, cosine to 2e-4), weight decay 1e-4, grad-norm clip 2",
         "loss": "BCE + OHEM (hardest 2% negative pixels) + mean BCE over lesion pixels (added at resume, see note) + 0.5 soft Dice on the mask; CenterNet focal loss on the centre heat map; smooth-L1 on centre offsets",
         "hard_negative_mining": f"every {hn_every} steps, false-positive candidates on 2 training volumes are added to a pool; 20% of crops are centred on it",
-        "augmentation": "Gaussian noise (SD 2-30 HU, p=0.5), HU scale 0.97-1.03 and offset +-15 HU, left-right flip",
+        "augmentation": "Gaussian noise (SD 2-30 HU, p=0.5), HU scale 0.97-1.03 and offset +-15 HU, left-right flip"
+        + (f"; one more lesion pasted anywhere in the body (host HU decides the kind, {PASTE_DIAMETER_MM[0]:g}-"
+           f"{PASTE_DIAMETER_MM[1]:g} mm, image noise kept) into {p_paste:.0%} of the crops" if p_paste else ""),
         "seed": seed,
         "initialised_from": state.get("initialised_from"),
         "volume_z_centres_mm": {"diaphragm level": -10.0, "abdomen (kidney) level": Z_ABDOMEN_MM},
