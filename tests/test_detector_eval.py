@@ -52,3 +52,17 @@ def test_quick_evaluation_writes_tables_plots_per_source_rows_and_the_lesion_aud
     assert sum(b["n"] for b in real["lesion_audit"]["by_diameter_mm"]) == real["n_lesions"]
     md = (tmp_path / "results.md").read_text()
     assert "by source slice" in md and "by size and conspicuity" in md
+    # the headline figures go into a copy of the model card
+    import shutil
+
+    from medviewer.resources import models_dir
+
+    models = tmp_path / "models"
+    models.mkdir()
+    for f in ("detector.safetensors", "detector.json"):
+        shutil.copy(models_dir() / f, models / f)
+    ev.record_metrics_in_card(res, models, note="quick test")
+    card = json.loads((models / "detector.json").read_text())["metrics"]["evaluation"]
+    assert card["real-background"]["cpm"] == real["detector"]["cpm"] and card["note"] == "quick test"
+    assert card["real-background"]["sensitivity_by_diameter_mm"] == real["lesion_audit"]["by_diameter_mm"]
+    assert card["held-out phantoms"]["cpm_95ci_bootstrap"] == res["sets"]["held-out phantoms"]["detector"]["cpm_95ci_bootstrap"]

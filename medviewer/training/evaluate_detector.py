@@ -665,8 +665,11 @@ def evaluate(
     return results
 
 
-def record_metrics_in_card(results: dict[str, Any], folder: Path | None = None) -> None:
-    """Copy the headline figures of a full evaluation into the model card (weights untouched)."""
+def record_metrics_in_card(results: dict[str, Any], folder: Path | None = None, note: str | None = None) -> None:
+    """Copy the headline figures of a full evaluation into the model card (weights untouched).
+
+    ``note`` says how the figures were obtained (command, machine load).
+    """
     card = load_card("detector", folder)
     m = dict(card.get("metrics", {}))
     ev: dict[str, Any] = {}
@@ -676,13 +679,20 @@ def record_metrics_in_card(results: dict[str, Any], folder: Path | None = None) 
             "n_lesions": s["n_lesions"],
             "cpm": s["detector"]["cpm"],
             "sensitivity_at_fp": s["detector"]["sensitivity_at_fp"],
+            "cpm_95ci_bootstrap": s["detector"].get("cpm_95ci_bootstrap"),
             "baseline_log_cpm": s["baseline_log"]["cpm"],
             "ece": s["ece_findings_conf_ge_0.05"],
+            "n_findings_conf_ge_0.05": s.get("n_findings_conf_ge_0.05"),
+            "case_auc_abnormality": s.get("case_auc_abnormality"),
         }
+        if "lesion_audit" in s:
+            ev[name]["sensitivity_by_diameter_mm"] = s["lesion_audit"]["by_diameter_mm"]
     ev["case_level"] = results["case_level"]
     for key, val in results.items():
         if key.startswith("speed_cpu"):
             ev[key] = val
+    if note:
+        ev["note"] = note
     m["evaluation"] = ev
     card["metrics"] = m
     write_json_atomic(card_path("detector", folder), card)
