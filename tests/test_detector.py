@@ -345,6 +345,12 @@ def test_train_main_grows_init_weights_and_resumes_the_grown_run(tmp_path):
     card = json.loads((tmp_path / "run" / "detector.json").read_text())
     assert card["config"]["n_refine"] == 1 and card["macs_per_internal_slice"] > 0.6e9
     assert card["input"]["windows_hu"][-1] == [-20.0, 100.0] and "3 HU windows" in card["architecture"]
+    from medviewer.ai.detect import detect_lesions
+    from medviewer.volume import Volume
+
+    hu = np.full((12, 64, 64), 40.0, np.float32)
+    res = detect_lesions(Volume(hu, spacing=(2.5, 1.4, 1.4)), device="cpu", models_folder=tmp_path / "run")
+    assert res.model.version == "1.5.0-test" and res.confidence.shape == hu.shape  # the grown network runs in the app
     assert td.run_config(tmp_path / "run")["n_refine"] == 1
     # resuming rebuilds the grown architecture from the run, whatever --refine says
     assert td.main(argparse.Namespace(steps=2, resume=True, refine=None, window=None, **common)) == 0
