@@ -4,9 +4,10 @@ Architecture (``LesionNet``)
 ----------------------------
 * **Input**: ``(S, C, H, W)`` — S slices of one volume at the model's internal
   spacing (:data:`INTERNAL_SPACING`), each with its ``2 * CONTEXT + 1``
-  neighbouring slices as channels (2.5D), every slice in two HU windows
-  (:data:`WINDOWS`, scaled to [-1, 1] by :func:`normalize_hu`), so
-  ``C = 2 * (2 * CONTEXT + 1) = 10``.
+  neighbouring slices as channels (2.5D), every slice in each HU window of
+  the model (``LesionNet.windows``: by default the two :data:`WINDOWS`; a
+  model may add a narrow reading window), scaled to [-1, 1] by
+  :func:`normalize_hu`, so ``C = len(windows) * (2 * CONTEXT + 1)`` (10 by default).
 * **Encoder** (per slice, 2D): three stride-2 stages (16, 32, 48 channels) of
   conv-BN-ReLU pairs, down to 1/8 of the input size.
 * **Recurrent module**: a bidirectional convolutional GRU runs over the
