@@ -236,6 +236,11 @@ class LesionNet(nn.Module):
         return out[:, :, 0], out[:, :, 1], out[:, :, 2:]
 
 
+def config_windows(config: dict[str, Any] | None) -> tuple[Window, ...]:
+    """The input windows a card's ``"config"`` entry names (:data:`WINDOWS` when it names none)."""
+    return tuple((float(lo), float(hi)) for lo, hi in (config or {}).get("windows", WINDOWS))
+
+
 def build_model(config: dict[str, Any] | None = None) -> LesionNet:
     """A :class:`LesionNet` from a model card's ``"config"`` entry (or defaults)."""
     cfg = dict(config or {})
@@ -245,7 +250,7 @@ def build_model(config: dict[str, Any] | None = None) -> LesionNet:
         hidden=int(cfg.get("hidden", 24)),
         n_refine=int(cfg.get("n_refine", 0)),
         refine_width=int(cfg.get("refine_width", 32)),
-        windows=tuple((float(lo), float(hi)) for lo, hi in cfg.get("windows", WINDOWS)),
+        windows=config_windows(cfg),
     )
 
 
@@ -334,6 +339,7 @@ __all__ = [
     "BiConvGRU",
     "RefineBlock",
     "grow_input_windows",
+    "config_windows",
     "LesionNet",
     "build_model",
     "model_config",

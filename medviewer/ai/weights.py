@@ -89,6 +89,18 @@ def load_state_into(model: torch.nn.Module, tensors: dict[str, torch.Tensor], so
         raise ModelError(f"weights in {source} do not fit the model architecture: {exc}") from exc
 
 
+def with_new_blocks(tensors: dict[str, torch.Tensor], model: torch.nn.Module, prefix: str) -> dict[str, torch.Tensor]:
+    """``tensors`` plus ``model``'s own tensors under ``prefix`` that ``tensors`` lacks.
+
+    Used to load trained weights into a network grown by blocks that start as
+    the identity (e.g. ``refine.`` blocks): the new blocks keep their initial
+    values, everything else comes from ``tensors``.
+    """
+    own = model.state_dict()
+    new = {k: v for k, v in own.items() if k.startswith(prefix) and k not in tensors}
+    return {**tensors, **new} if new else tensors
+
+
 def save_weights(
     name: str,
     state_dict: dict[str, torch.Tensor],
@@ -121,4 +133,13 @@ def save_weights(
     return wpath
 
 
-__all__ = ["load_card", "load_weights", "load_state_into", "save_weights", "sha256_of", "write_json_atomic", "INTENDED_USE"]
+__all__ = [
+    "load_card",
+    "load_weights",
+    "load_state_into",
+    "with_new_blocks",
+    "save_weights",
+    "sha256_of",
+    "write_json_atomic",
+    "INTENDED_USE",
+]

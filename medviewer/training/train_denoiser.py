@@ -430,15 +430,12 @@ def train(
         elapsed_before = float(loaded.pop("elapsed_s", [0.0])[0])
         history.update(loaded)
     elif cfg.init:
-        from medviewer.ai.weights import load_state_into, load_weights
+        from medviewer.ai.weights import load_state_into, load_weights, with_new_blocks
 
         state, _card = load_weights(MODEL_NAME, Path(cfg.init))
         source = str(Path(cfg.init) / f"{MODEL_NAME}.safetensors")
-        own = gen.state_dict()
-        new_blocks = {k for k in own if k.startswith("refine.")} - set(state)
-        if new_blocks:  # a grown generator: the added refinement blocks start as the identity
-            state = {**state, **{k: own[k] for k in new_blocks}}
-        load_state_into(gen, state, source)
+        # a grown generator: the added refinement blocks start as the identity
+        load_state_into(gen, with_new_blocks(state, gen, "refine."), source)
     gen = gen.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     disc = disc.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     sampler = PatchSampler(full, low, cfg.patch, rng, noise_scale=cfg.noise_scale, hu_offset=cfg.hu_offset)

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from numpy.typing import NDArray
+from scipy import ndimage
 from scipy.special import expit
 from safetensors.torch import load_file, save_file
 
@@ -49,6 +50,7 @@ from medviewer.ai.detector import (
     WINDOWS,
     LesionNet,
     build_model,
+    config_windows,
     count_macs,
     count_params,
     describe,
@@ -361,8 +363,6 @@ def paste_lesion(
     crop and mask and the lesion's centre (crop indices, as ``hu``) and
     diameter; no lesion (empty arrays) when there is no room.
     """
-    from scipy import ndimage
-
     from medviewer.training.phantom_lesions import body_mask, insert_lesions
 
     allowed = body_mask(hu, margin_px=host_hu_margin_px())
@@ -727,11 +727,11 @@ def grown_config(
             cfg["n_refine"] = int(refine)
             cfg.setdefault("refine_width", 32)
     if add_windows:
-        old = [[float(lo), float(hi)] for lo, hi in cfg.get("windows", WINDOWS)]
-        new = [[float(lo), float(hi)] for lo, hi in add_windows]
-        if any(w in old for w in new) or len({tuple(w) for w in new}) < len(new):
-            raise ModelError(f"--window: each added window must be new (the network has {old})")
-        cfg["windows"] = old + new
+        old = config_windows(cfg)
+        new = tuple((float(lo), float(hi)) for lo, hi in add_windows)
+        if any(w in old for w in new) or len(set(new)) < len(new):
+            raise ModelError(f"--window: each added window must be new (the network has {[list(w) for w in old]})")
+        cfg["windows"] = [list(w) for w in old + new]
     return cfg
 
 
@@ -1018,15 +1018,13 @@ def main(args: argparse.Namespace) -> int:
         state.setdefault("train_seconds", 0.0)
         print(f"resumed from {run} at step {state['step']}", flush=True)
     elif getattr(args, "init", None):
-        from medviewer.ai.weights import load_state_into
+        from medviewer.ai.weights import load_state_into, with_new_blocks
 
-        old_windows = build_model(base_card.get("config")).windows
+        old_windows = config_windows(base_card.get("config"))
         if old_windows != model.windows:  # added input windows start with zero weights
             init_tensors = grow_input_windows(init_tensors, old_windows, model.windows, model.context)
-        own = model.state_dict()
-        new_blocks = {k for k in own if k.startswith("refine.")} - set(init_tensors)
-        if new_blocks:  # a grown network: the added refinement blocks start as the identity
-            init_tensors = {**init_tensors, **{k: own[k] for k in new_blocks}}
+        # a grown network: the added refinement blocks start as the identity
+        init_tensors = with_new_blocks(init_tensors, model, "refine.")
         load_state_into(model, init_tensors, str(Path(args.init) / f"{MODEL_NAME}.safetensors"))
         state["initialised_from"] = {
             "model": f"{MODEL_NAME} {base_card.get('version')}",
