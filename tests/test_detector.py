@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from medviewer.ai.detect import extract_candidates, internal_shape, stack_context
 from medviewer.ai.detector import INTERNAL_SPACING, LesionNet, build_model, count_macs, count_params, model_config
@@ -270,6 +271,57 @@ def test_paste_lesion_adds_one_lesion_in_the_body_that_keeps_the_image_noise():
     # no room (all air): nothing pasted
     air = np.full_like(hu, -1000.0)
     assert len(td.paste_lesion(air, lab, np.random.default_rng(1))[3]) == 0
+
+
+def test_paste_vessel_adds_an_unlabelled_bright_tube_in_soft_tissue_away_from_lesions():
+    from medviewer.training import detector_augment as da
+
+    ctx = td.CONTEXT
+    shape = (8 + 2 * ctx, 96, 96)
+    yy, xx = np.mgrid[0:96, 0:96]
+    body = np.hypot(yy - 48, xx - 48) < 40
+    lab = np.zeros((8, 96, 96), np.float32)
+    lab[2:6, 20:28, 44:52] = 1.0  # a lesion near the top of the body
+    lesion_zone = np.zeros(shape, bool)
+    lesion_zone[ctx + 2 : ctx + 6, 20:28, 44:52] = True
+    near = ndimage.distance_transform_edt(~lesion_zone, sampling=td.INTERNAL_SPACING) < da.VESSEL_LESION_GAP_MM
+    pasted = 0
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        hu = np.full(shape, -1000.0, np.float32)
+        hu[:, body] = 60.0
+        hu += rng.normal(0.0, 10.0, shape).astype(np.float32)
+        lab_before = lab.copy()
+        out, ok = td.paste_vessel(hu, lab, rng)
+        assert ok
+        np.testing.assert_array_equal(lab, lab_before)  # a negative: the lesion mask is unchanged
+        diff = out - hu
+        tube = diff > 6.0
+        assert tube.any() and not (np.abs(diff) > 1e-3)[:, ~body].any()  # only inside the body
+        assert not (np.abs(diff) > 1e-3)[near].any()  # and away from the lesion
+        # inside the host tissue, brighter by the hyperdense lesions' contrast; and longer than it is wide
+        inner = np.broadcast_to(ndimage.binary_erosion(body, iterations=4), shape)
+        core = tube & inner
+        core &= diff >= np.percentile(diff[core], 50)
+        assert da.VESSEL_CONTRAST_HU[0] - 3 <= float(np.median(diff[core])) <= da.VESSEL_CONTRAST_HU[1] + 3
+        pts = np.argwhere(tube) * np.array(td.INTERNAL_SPACING)
+        extent = np.ptp(pts @ np.linalg.svd(pts - pts.mean(0))[2][0])
+        assert extent > 2 * da.VESSEL_RADIUS_MM[1] or extent > 10.0
+        pasted += 1
+    assert pasted == 6
+    # no soft tissue (all air): nothing pasted
+    air = np.full(shape, -1000.0, np.float32)
+    out, ok = td.paste_vessel(air, lab, np.random.default_rng(0))
+    assert not ok and np.array_equal(out, air)
+
+
+def test_sample_batch_with_vessels_adds_no_lesion_target():
+    vols = [td.TrainVolume(np.asarray(blob_volume(4, n=0).hu, np.float16) * 0 + np.float16(60), np.zeros((16, 96, 96), np.uint8),
+                           np.zeros((0, 3)), np.zeros(0), [], 4)]
+    x, seg, heat, off = td.sample_batch(vols, np.random.default_rng(2), 3, [], slices=5, crop=64, p_vessel=1.0, augment=False)
+    x0, _, _, _ = td.sample_batch(vols, np.random.default_rng(2), 3, [], slices=5, crop=64, augment=False)
+    assert heat.max() == 0.0 and seg.max() == 0.0  # vessels are negatives
+    assert not torch.equal(x, x0)  # but the input changed
 
 
 def test_sample_batch_with_paste_puts_a_centre_target_in_every_crop():

@@ -88,6 +88,14 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                 help="probability that a training crop gets one more lesion pasted anywhere in the body "
                 "(online copy-paste augmentation; default 0)",
             )
+            q.add_argument(
+                "--vessels",
+                type=float,
+                default=None,
+                metavar="P",
+                help="probability that a training crop gets a tube of enhanced-vessel HU pasted into soft tissue "
+                "as a negative, so a bright vessel cross-section is not taken for a hyperdense lesion (default 0)",
+            )
         q.set_defaults(func=_run)
 
 

@@ -65,6 +65,15 @@ from medviewer.progress import CancelFn, Progress, ProgressFn, check_cancel, con
 from medviewer.resources import cache_dir, models_dir
 from medviewer.training import froc as frocm
 from medviewer.training.datasets import DATASET_VERSION
+from medviewer.training.detector_augment import (
+    HOST_HU_MARGIN_MM,
+    PASTE_DIAMETER_MM,
+    VESSEL_CONTRAST_HU,
+    VESSEL_RADIUS_MM,
+    host_hu_margin_px,
+    paste_lesion,
+    paste_vessel,
+)
 
 #: Size (slices, rows, columns) of the training phantoms at the internal spacing.
 TRAIN_SHAPE: tuple[int, int, int] = (40, 256, 256)
@@ -87,15 +96,6 @@ N_TRAIN_HOST_HU = 32
 N_VAL_HOST_HU = 8
 TRAIN_HOST_HU_SEED0 = 7_000
 VAL_HOST_HU_SEED0 = 90_700
-#: Distance (mm) that host-HU placement keeps lesion centres from the body outline. The
-#: real-background test volumes erode 12 pixels at their native 0.4-1.0 mm (5-12 mm);
-#: 12 pixels at the internal 1.4 mm (17 mm, recipes up to 1.3.0) kept training lesions
-#: a centimetre deeper, so none abutted the skull's inner table or the abdominal wall.
-HOST_HU_MARGIN_MM = 6.0
-#: Online copy-paste augmentation (``--paste``): pasted lesions keep the image noise finer than
-#: this Gaussian sigma (mm), and their diameters are drawn log-uniformly in this range (mm).
-PASTE_KEEP_NOISE_MM = 1.0
-PASTE_DIAMETER_MM: tuple[float, float] = (5.0, 25.0)
 #: Head phantoms (brain CT in a head holder), lesions placed by host HU anywhere in the head.
 Z_HEAD_MM = 5.0
 N_TRAIN_HEAD = 32
@@ -189,11 +189,6 @@ def _generate_volume(
         rng = np.random.default_rng([seed, 11])
         hu, labels, lesions = insert_lesions(hu, INTERNAL_SPACING, rng, min(n_lesions, 4), allowed=allowed, diameter_range_mm=(5.0, 25.0))
     return _to_train_volume({"volume_hu": hu, "labels": labels, "lesions": lesions}, seed)
-
-
-def host_hu_margin_px() -> int:
-    """:data:`HOST_HU_MARGIN_MM` in pixels of the internal grid."""
-    return max(1, int(round(HOST_HU_MARGIN_MM / INTERNAL_SPACING[2])))
 
 
 def _save_volume(v: TrainVolume, path: Path) -> None:
@@ -350,40 +345,6 @@ def heat_target(
     return tgt, off
 
 
-def paste_lesion(
-    hu: NDArray[np.float32], lab: NDArray[np.float32], rng: np.random.Generator, context: int = CONTEXT
-) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float64], NDArray[np.float64]]:
-    """Paste one more lesion into a training crop, anywhere in the body that suits its kind.
-
-    ``hu`` is the crop with ``context`` extra slices at each end, ``lab`` the
-    lesion mask of its central slices. The lesion's centre goes on a central
-    slice, inside the body (:func:`body_mask` with the host-HU margin), off
-    bone and at least 4 mm from the crop's lesions; its kind follows the host
-    HU (:func:`insert_lesions`) and it keeps the crop's noise. Returns the new
-    crop and mask and the lesion's centre (crop indices, as ``hu``) and
-    diameter; no lesion (empty arrays) when there is no room.
-    """
-    from medviewer.training.phantom_lesions import body_mask, insert_lesions
-
-    allowed = body_mask(hu, margin_px=host_hu_margin_px())
-    allowed[: context + 1] = False
-    allowed[hu.shape[0] - context - 1 :] = False
-    if lab.any():
-        taken = np.zeros(hu.shape, bool)
-        taken[context : context + lab.shape[0]] = lab > 0
-        allowed &= ~ndimage.binary_dilation(taken, iterations=max(1, round(4.0 / INTERNAL_SPACING[2])))
-    none = (hu, lab, np.zeros((0, 3)), np.zeros(0))
-    if not allowed.any():
-        return none
-    out, new, lesions = insert_lesions(
-        hu, INTERNAL_SPACING, rng, 1, allowed=allowed, diameter_range_mm=PASTE_DIAMETER_MM, keep_noise_mm=PASTE_KEEP_NOISE_MM
-    )
-    if not lesions:
-        return none
-    lab = np.maximum(lab, (new[context : context + lab.shape[0]] > 0).astype(np.float32))
-    return out, lab, np.array([les.center_index for les in lesions], float), np.array([les.diameter_mm for les in lesions], float)
-
-
 def sample_batch(
     vols: list[TrainVolume],
     rng: np.random.Generator,
@@ -396,12 +357,15 @@ def sample_batch(
     augment: bool = True,
     windows: tuple[tuple[float, float], ...] = WINDOWS,
     p_paste: float = 0.0,
+    p_vessel: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Draw a batch of crops (input in the network's HU ``windows``).
 
     With probability ``p_paste`` a crop gets one more lesion pasted anywhere
     in the body (:func:`paste_lesion`; online copy-paste augmentation), so
-    lesions are also seen next to the spine, the skull or the body wall.
+    lesions are also seen next to the spine, the skull or the body wall; with
+    probability ``p_vessel`` it gets a tube of enhanced-vessel HU pasted as a
+    negative (:func:`paste_vessel`).
 
     Returns
     -------
@@ -451,6 +415,8 @@ def sample_batch(
             if len(pd):  # crop indices -> volume indices (hu starts CONTEXT slices above k0)
                 centers = np.concatenate([centers.reshape(-1, 3), pc + np.array([k0 - CONTEXT, j0, i0])])
                 diameters = np.concatenate([diameters, pd])
+        if p_vessel > 0 and rng.random() < p_vessel:
+            hu, _ = paste_vessel(hu, lab, rng)
         if augment:
             if rng.random() < 0.5:
                 hu = hu + rng.normal(0.0, rng.uniform(2.0, 30.0), hu.shape).astype(np.float32)
@@ -994,6 +960,9 @@ def main(args: argparse.Namespace) -> int:
     p_paste = float(getattr(args, "paste", None) or 0.0)
     if not 0.0 <= p_paste <= 1.0:
         raise ModelError(f"--paste {p_paste}: a probability in [0, 1]")
+    p_vessel = float(getattr(args, "vessels", None) or 0.0)
+    if not 0.0 <= p_vessel <= 1.0:
+        raise ModelError(f"--vessels {p_vessel}: a probability in [0, 1]")
     refine = getattr(args, "refine", None)
     add_windows = [parse_window(w) for w in (getattr(args, "window", None) or [])]
     base_card: dict[str, Any] = {}
@@ -1061,7 +1030,7 @@ def main(args: argparse.Namespace) -> int:
             model.train()
             for g in opt.param_groups:
                 g["lr"] = lr_at(step)
-            x, *targets = sample_batch(train, rng, batch, hard, windows=model.windows, p_paste=p_paste)
+            x, *targets = sample_batch(train, rng, batch, hard, windows=model.windows, p_paste=p_paste, p_vessel=p_vessel)
             loss, parts = detector_loss(*model(x.to(device)), *(t.to(device) for t in targets))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -1130,7 +1099,10 @@ def main(args: argparse.Namespace) -> int:
         "hard_negative_mining": f"every {hn_every} steps, false-positive candidates on 2 training volumes are added to a pool; 20% of crops are centred on it",
         "augmentation": "Gaussian noise (SD 2-30 HU, p=0.5), HU scale 0.97-1.03 and offset +-15 HU, left-right flip"
         + (f"; one more lesion pasted anywhere in the body (host HU decides the kind, {PASTE_DIAMETER_MM[0]:g}-"
-           f"{PASTE_DIAMETER_MM[1]:g} mm, image noise kept) into {p_paste:.0%} of the crops" if p_paste else ""),
+           f"{PASTE_DIAMETER_MM[1]:g} mm, image noise kept) into {p_paste:.0%} of the crops" if p_paste else "")
+        + (f"; a tube of enhanced-vessel HU ({VESSEL_CONTRAST_HU[0]:g}-{VESSEL_CONTRAST_HU[1]:g} HU above the host tissue, "
+           f"radius {VESSEL_RADIUS_MM[0]:g}-{VESSEL_RADIUS_MM[1]:g} mm, any direction) pasted into soft tissue as a negative "
+           f"in {p_vessel:.0%} of the crops" if p_vessel else ""),
         "seed": seed,
         "initialised_from": state.get("initialised_from"),
         "volume_z_centres_mm": {"diaphragm level": -10.0, "abdomen (kidney) level": Z_ABDOMEN_MM},

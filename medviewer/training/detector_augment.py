@@ -1,0 +1,129 @@
+"""Online augmentations of the detector's training crops: lesions pasted anywhere, vessels pasted as negatives.
+
+:func:`paste_lesion` (``train detector --paste P``) puts one more lesion
+anywhere in the body, so the network does not learn where lesions are
+*allowed* (next to the spine, in paraspinal muscle, under the skull).
+:func:`paste_vessel` (``--vessels P``) puts a tube of enhanced-vessel HU into
+soft tissue *without* a label: a hyperdense lesion and the cross-section of
+an enhanced vessel look alike on one slice, and only the tube's course,
+in-plane or across slices, tells them apart (the false positive of candidate
+1.5.0 on an enhanced hepatic vein; docs/detector_evaluation.md).
+
+Both work on a crop ``hu`` of the training volume at the internal spacing
+with ``context`` extra slices at each end, and ``lab``, the lesion mask of
+its central slices; both keep the image's noise finer than about 1 mm.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage
+
+from medviewer.ai.detector import CONTEXT, INTERNAL_SPACING
+from medviewer.training.phantom_lesions import HOST_HU, body_mask, insert_lesions
+
+#: Distance (mm) that host-HU placement keeps lesion centres from the body outline. The
+#: real-background test volumes erode 12 pixels at their native 0.4-1.0 mm (5-12 mm);
+#: 12 pixels at the internal 1.4 mm (17 mm, recipes up to 1.3.0) kept training lesions
+#: a centimetre deeper, so none abutted the skull's inner table or the abdominal wall.
+HOST_HU_MARGIN_MM = 6.0
+#: Online copy-paste augmentation (``--paste``): pasted lesions keep the image noise finer than
+#: this Gaussian sigma (mm), and their diameters are drawn log-uniformly in this range (mm).
+PASTE_KEEP_NOISE_MM = 1.0
+PASTE_DIAMETER_MM: tuple[float, float] = (5.0, 25.0)
+#: Vessel negatives (``--vessels``): tube radius and length (mm), drawn uniformly, and contrast
+#: above the host tissue (HU) - the range of the hyperdense liver and kidney lesions
+#: (:func:`medviewer.training.phantom_lesions.lesion_hu`), so HU alone cannot tell them apart.
+VESSEL_RADIUS_MM: tuple[float, float] = (1.5, 4.5)
+VESSEL_LENGTH_MM: tuple[float, float] = (15.0, 60.0)
+VESSEL_CONTRAST_HU: tuple[float, float] = (12.0, 60.0)
+#: Host tissue of a vessel's centre (HU, smoothed): that of the hyperdense lesion kinds.
+VESSEL_HOST_HU: tuple[float, float] = HOST_HU["liver_hyper"]
+#: Tissue a tube may run through (HU, smoothed): fat and soft tissue, not air, lung or bone.
+VESSEL_PATH_HU: tuple[float, float] = (-200.0, 300.0)
+#: Distance (mm) kept between a pasted vessel and the crop's lesions.
+VESSEL_LESION_GAP_MM = 3.0
+
+
+def host_hu_margin_px() -> int:
+    """:data:`HOST_HU_MARGIN_MM` in pixels of the internal grid."""
+    return max(1, int(round(HOST_HU_MARGIN_MM / INTERNAL_SPACING[2])))
+
+
+def _lesion_region(shape: tuple[int, ...], lab: NDArray[np.float32], context: int, gap_px: int) -> NDArray[np.bool_]:
+    """The crop's lesions (mask of the central slices placed in the full crop), dilated by ``gap_px``."""
+    taken = np.zeros(shape, bool)
+    if lab.any():
+        taken[context : context + lab.shape[0]] = lab > 0
+        taken = ndimage.binary_dilation(taken, iterations=max(1, gap_px))
+    return taken
+
+
+def paste_lesion(
+    hu: NDArray[np.float32], lab: NDArray[np.float32], rng: np.random.Generator, context: int = CONTEXT
+) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float64], NDArray[np.float64]]:
+    """Paste one more lesion into a training crop, anywhere in the body that suits its kind.
+
+    ``hu`` is the crop with ``context`` extra slices at each end, ``lab`` the
+    lesion mask of its central slices. The lesion's centre goes on a central
+    slice, inside the body (:func:`body_mask` with the host-HU margin), off
+    bone and at least 4 mm from the crop's lesions; its kind follows the host
+    HU (:func:`insert_lesions`) and it keeps the crop's noise. Returns the new
+    crop and mask and the lesion's centre (crop indices, as ``hu``) and
+    diameter; no lesion (empty arrays) when there is no room.
+    """
+    allowed = body_mask(hu, margin_px=host_hu_margin_px())
+    allowed[: context + 1] = False
+    allowed[hu.shape[0] - context - 1 :] = False
+    allowed &= ~_lesion_region(hu.shape, lab, context, round(4.0 / INTERNAL_SPACING[2]))
+    none = (hu, lab, np.zeros((0, 3)), np.zeros(0))
+    if not allowed.any():
+        return none
+    out, new, lesions = insert_lesions(
+        hu, INTERNAL_SPACING, rng, 1, allowed=allowed, diameter_range_mm=PASTE_DIAMETER_MM, keep_noise_mm=PASTE_KEEP_NOISE_MM
+    )
+    if not lesions:
+        return none
+    lab = np.maximum(lab, (new[context : context + lab.shape[0]] > 0).astype(np.float32))
+    return out, lab, np.array([les.center_index for les in lesions], float), np.array([les.diameter_mm for les in lesions], float)
+
+
+def paste_vessel(
+    hu: NDArray[np.float32], lab: NDArray[np.float32], rng: np.random.Generator, context: int = CONTEXT
+) -> tuple[NDArray[np.float32], bool]:
+    """Paste one enhanced-vessel-like tube into soft tissue of a crop, as a negative.
+
+    The tube (a capsule: radius :data:`VESSEL_RADIUS_MM`, length
+    :data:`VESSEL_LENGTH_MM`, any direction in 3D, so it crosses slices as a
+    round or oval spot or runs in-plane) is centred on a central slice inside
+    the body, in tissue of :data:`VESSEL_HOST_HU`, and brightened by
+    :data:`VESSEL_CONTRAST_HU` above that tissue, with a 1 mm partial-volume
+    edge. It stays :data:`VESSEL_LESION_GAP_MM` from the crop's lesions and
+    only runs through fat and soft tissue. The lesion mask is not changed.
+    Returns the new crop and whether a vessel was pasted.
+    """
+    sz, sy, sx = INTERNAL_SPACING
+    smooth = ndimage.gaussian_filter(hu.astype(np.float64), (0.0, PASTE_KEEP_NOISE_MM / sy, PASTE_KEEP_NOISE_MM / sx), mode="nearest")
+    near_lesion = _lesion_region(hu.shape, lab, context, round(VESSEL_LESION_GAP_MM / sx))
+    host = body_mask(hu, margin_px=host_hu_margin_px()) & (smooth >= VESSEL_HOST_HU[0]) & (smooth <= VESSEL_HOST_HU[1]) & ~near_lesion
+    host[: context + 1] = False
+    host[hu.shape[0] - context - 1 :] = False
+    if not host.any():
+        return hu, False
+    cands = np.argwhere(host)
+    centre = cands[rng.integers(len(cands))].astype(float)
+    radius = rng.uniform(*VESSEL_RADIUS_MM)
+    half = rng.uniform(*VESSEL_LENGTH_MM) / 2.0
+    u = rng.normal(size=3)
+    u /= np.linalg.norm(u)
+    # distance (mm) of every voxel from the tube's axis segment
+    grid = np.stack(np.meshgrid(*(np.arange(n, dtype=np.float64) for n in hu.shape), indexing="ij"), axis=-1)
+    rel = (grid - centre) * np.array([sz, sy, sx])
+    t = np.clip(rel @ u, -half, half)
+    dist = np.linalg.norm(rel - t[..., None] * u, axis=-1)
+    alpha = np.clip(radius - dist + 0.5, 0.0, 1.0)  # 1 mm partial-volume edge
+    alpha[(smooth < VESSEL_PATH_HU[0]) | (smooth > VESSEL_PATH_HU[1]) | near_lesion] = 0.0
+    value = float(smooth[tuple(centre.astype(int))]) + rng.uniform(*VESSEL_CONTRAST_HU)
+    out = hu + (alpha * (value - smooth)).astype(np.float32)  # the tube's mean HU, the image's fine noise
+    return out.astype(np.float32), True
