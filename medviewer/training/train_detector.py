@@ -109,8 +109,8 @@ VOLUME_GROUPS: dict[str, tuple[int, int]] = {
     "host-hu": (N_TRAIN_HOST_HU, N_VAL_HOST_HU),
     "head": (N_TRAIN_HEAD, N_VAL_HEAD),
 }
-#: Version written to the card of a model this recipe trains (``--version`` overrides it).
-MODEL_VERSION = "1.4.0"
+#: Version written to the card of a model this recipe trains (``--version`` overrides it); the next after the shipped 1.5.0.
+MODEL_VERSION = "1.6.0"
 HARD_NEGATIVE_EVERY = 250
 CHECKPOINT_EVERY = 100
 #: Inference with left-right flip test-time augmentation (recorded in the card's ``"inference"``;
