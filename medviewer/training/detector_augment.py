@@ -6,8 +6,9 @@ anywhere in the body, so the network does not learn where lesions are
 :func:`paste_vessel` (``--vessels P``) puts a tube of enhanced-vessel HU into
 soft tissue *without* a label: a hyperdense lesion and the cross-section of
 an enhanced vessel look alike on one slice, and only the tube's course,
-in-plane or across slices, tells them apart (the false positive of candidate
-1.5.0 on an enhanced hepatic vein; docs/detector_evaluation.md).
+in-plane or across slices, tells them apart (the false positive, on an
+enhanced hepatic vein, of the candidate that became detector 1.5.0 with this
+augmentation; docs/detector_evaluation.md).
 
 Both work on a crop ``hu`` of the training volume at the internal spacing
 with ``context`` extra slices at each end, and ``lab``, the lesion mask of
@@ -34,7 +35,7 @@ PASTE_KEEP_NOISE_MM = 1.0
 PASTE_DIAMETER_MM: tuple[float, float] = (5.0, 25.0)
 #: Vessel negatives (``--vessels``): tube radius and length (mm), drawn uniformly, and contrast
 #: above the host tissue (HU) - the range of the hyperdense liver and kidney lesions
-#: (:func:`medviewer.training.phantom_lesions.lesion_hu`), so HU alone cannot tell them apart.
+#: (``phantom_lesions._choose_hu``), so HU alone cannot tell them apart.
 VESSEL_RADIUS_MM: tuple[float, float] = (1.5, 4.5)
 VESSEL_LENGTH_MM: tuple[float, float] = (15.0, 60.0)
 VESSEL_CONTRAST_HU: tuple[float, float] = (12.0, 60.0)
@@ -125,5 +126,5 @@ def paste_vessel(
     alpha = np.clip(radius - dist + 0.5, 0.0, 1.0)  # 1 mm partial-volume edge
     alpha[(smooth < VESSEL_PATH_HU[0]) | (smooth > VESSEL_PATH_HU[1]) | near_lesion] = 0.0
     value = float(smooth[tuple(centre.astype(int))]) + rng.uniform(*VESSEL_CONTRAST_HU)
-    out = hu + (alpha * (value - smooth)).astype(np.float32)  # the tube's mean HU, the image's fine noise
-    return out.astype(np.float32), True
+    out = (hu + alpha * (value - smooth)).astype(np.float32)  # the tube's mean HU, the image's fine noise
+    return out, True
