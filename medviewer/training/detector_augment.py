@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from medviewer.ai.detector import CONTEXT, INTERNAL_SPACING
-from medviewer.training.phantom_lesions import HOST_HU, body_mask, insert_lesions
+from medviewer.training.phantom_lesions import HOST_HU, body_mask, coarse_in_plane, insert_lesions
 
 #: Distance (mm) that host-HU placement keeps lesion centres from the body outline. The
 #: real-background test volumes erode 12 pixels at their native 0.4-1.0 mm (5-12 mm);
@@ -104,9 +104,8 @@ def paste_vessel(
     only runs through fat and soft tissue. The lesion mask is not changed.
     Returns the new crop and whether a vessel was pasted.
     """
-    sz, sy, sx = INTERNAL_SPACING
-    smooth = ndimage.gaussian_filter(hu.astype(np.float64), (0.0, PASTE_KEEP_NOISE_MM / sy, PASTE_KEEP_NOISE_MM / sx), mode="nearest")
-    near_lesion = _lesion_region(hu.shape, lab, context, round(VESSEL_LESION_GAP_MM / sx))
+    smooth = coarse_in_plane(hu, INTERNAL_SPACING, PASTE_KEEP_NOISE_MM)
+    near_lesion = _lesion_region(hu.shape, lab, context, round(VESSEL_LESION_GAP_MM / INTERNAL_SPACING[2]))
     host = body_mask(hu, margin_px=host_hu_margin_px()) & (smooth >= VESSEL_HOST_HU[0]) & (smooth <= VESSEL_HOST_HU[1]) & ~near_lesion
     host[: context + 1] = False
     host[hu.shape[0] - context - 1 :] = False
@@ -120,7 +119,7 @@ def paste_vessel(
     u /= np.linalg.norm(u)
     # distance (mm) of every voxel from the tube's axis segment
     grid = np.stack(np.meshgrid(*(np.arange(n, dtype=np.float64) for n in hu.shape), indexing="ij"), axis=-1)
-    rel = (grid - centre) * np.array([sz, sy, sx])
+    rel = (grid - centre) * np.array(INTERNAL_SPACING)
     t = np.clip(rel @ u, -half, half)
     dist = np.linalg.norm(rel - t[..., None] * u, axis=-1)
     alpha = np.clip(radius - dist + 0.5, 0.0, 1.0)  # 1 mm partial-volume edge

@@ -136,6 +136,11 @@ def _choose_hu(kind: str, bg: float, rng: np.random.Generator) -> tuple[float, f
     return float(v), float(core)
 
 
+def coarse_in_plane(vol: NDArray[np.floating[Any]], spacing: tuple[float, float, float], sigma_mm: float) -> NDArray[np.float64]:
+    """``vol``'s in-plane detail coarser than a Gaussian of ``sigma_mm``: what is left is the image noise."""
+    return ndimage.gaussian_filter(vol.astype(np.float64), (0.0, sigma_mm / spacing[1], sigma_mm / spacing[2]), mode="nearest")
+
+
 def render_lesion(
     vol: NDArray[np.float32],
     labels: NDArray[np.int16],
@@ -215,7 +220,7 @@ def render_lesion(
         value = value * (1 - nec) + (hu_les - 30.0) * nec
     sub = vol[sl]
     if keep_noise_mm:
-        coarse = ndimage.gaussian_filter(sub.astype(np.float64), (0.0, keep_noise_mm / sy, keep_noise_mm / sx), mode="nearest")
+        coarse = coarse_in_plane(sub, spacing, keep_noise_mm)
         sub += (alpha * (value - coarse)).astype(np.float32)
     else:
         sub += (alpha * (value - sub)).astype(np.float32)
