@@ -315,6 +315,59 @@ def test_paste_vessel_adds_an_unlabelled_bright_tube_in_soft_tissue_away_from_le
     assert not ok and np.array_equal(out, air)
 
 
+def test_texture_field_has_unit_sd_and_the_asked_correlation_length_and_direction():
+    from medviewer.training import detector_augment as da
+
+    shape = (8, 128, 128)
+    f = da.texture_field(shape, np.random.default_rng(0), (2.5, 8.0, 2.0), angle=0.0)  # long along the columns
+    assert f.shape == shape and f.dtype == np.float32
+    assert abs(float(f.mean())) < 0.2 and abs(float(f.std()) - 1.0) < 1e-3
+
+    def corr(a, b):
+        return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+
+    lag = 3  # pixels of 1.4 mm: the correlation at 4.2 mm follows exp(-d^2 / (4 sigma^2))
+    along = corr(f[:, :, :-lag], f[:, :, lag:])
+    across = corr(f[:, :-lag], f[:, lag:])
+    d = lag * td.INTERNAL_SPACING[2]
+    assert abs(along - math.exp(-(d**2) / (4 * 8.0**2))) < 0.1 and abs(across - math.exp(-(d**2) / (4 * 2.0**2))) < 0.1
+    turned = da.texture_field(shape, np.random.default_rng(0), (2.5, 8.0, 2.0), angle=math.pi / 2)  # now along the rows
+    assert corr(turned[:, :-lag], turned[:, lag:]) > corr(turned[:, :, :-lag], turned[:, :, lag:]) + 0.3
+
+
+def test_add_texture_mottles_fat_and_soft_tissue_only_and_keeps_a_lesion_contrast():
+    from medviewer.training import detector_augment as da
+
+    shape = (8 + 2 * td.CONTEXT, 96, 96)
+    hu = np.full(shape, -1000.0, np.float32)
+    yy, xx = np.mgrid[0:96, 0:96]
+    body = np.hypot(yy - 48, xx - 48) < 40
+    hu[:, body] = 50.0
+    hu[:, 40:56, 40:56] = 700.0  # bone
+    lesion = np.zeros(shape, bool)
+    lesion[4:10, 20:30, 44:54] = True
+    hu[lesion] = 90.0  # +40 HU
+    sds, contrasts = [], []
+    for seed in range(12):
+        out = da.add_texture(hu, np.random.default_rng(seed))
+        diff = out - hu
+        assert not np.any(diff[:, ~body]) and np.abs(diff[:, 40:56, 40:56]).max() < 1e-3  # no air, no bone
+        inner = np.broadcast_to(ndimage.binary_erosion(body, iterations=3), shape) & ~lesion
+        inner[:, 37:59, 37:59] = False
+        sds.append(float(diff[inner].std()))
+        contrasts.append(float(out[lesion].mean() - out[inner].mean()))
+    assert da.TEXTURE_SD_HU[0] * 0.5 < min(sds) and max(sds) < da.TEXTURE_SD_HU[1] * 1.5 and np.ptp(sds) > 3.0
+    assert abs(float(np.median(contrasts)) - 40.0) < 6.0  # zero-mean texture: the lesion stays 40 HU brighter
+
+
+def test_sample_batch_with_texture_changes_the_input_not_the_targets():
+    vols = [blob_volume(5)]  # one crop: the texture's random draws come after its position's
+    x, seg, heat, off = td.sample_batch(vols, np.random.default_rng(3), 1, [], slices=5, crop=64, p_texture=1.0, augment=False)
+    x0, seg0, heat0, off0 = td.sample_batch(vols, np.random.default_rng(3), 1, [], slices=5, crop=64, augment=False)
+    assert seg.max() > 0 and torch.equal(seg, seg0) and torch.equal(heat, heat0)
+    assert not torch.equal(x, x0)
+
+
 def test_sample_batch_with_vessels_adds_no_lesion_target():
     vols = [td.TrainVolume(np.asarray(blob_volume(4, n=0).hu, np.float16) * 0 + np.float16(60), np.zeros((16, 96, 96), np.uint8),
                            np.zeros((0, 3)), np.zeros(0), [], 4)]

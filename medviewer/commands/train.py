@@ -89,6 +89,14 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                 "(online copy-paste augmentation; default 0)",
             )
             q.add_argument(
+                "--texture",
+                type=float,
+                default=None,
+                metavar="P",
+                help="probability that a training crop's fat and soft tissue get correlated texture (SD 3-20 HU over "
+                "1-4 mm, as real muscle, fat and brain vary), so lesions are found in textured tissue (default 0)",
+            )
+            q.add_argument(
                 "--vessels",
                 type=float,
                 default=None,

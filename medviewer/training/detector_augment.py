@@ -1,4 +1,4 @@
-"""Online augmentations of the detector's training crops: lesions pasted anywhere, vessels pasted as negatives.
+"""Online augmentations of the detector's training crops: lesions pasted anywhere, vessels pasted as negatives, tissue texture.
 
 :func:`paste_lesion` (``train detector --paste P``) puts one more lesion
 anywhere in the body, so the network does not learn where lesions are
@@ -10,7 +10,12 @@ in-plane or across slices, tells them apart (the false positive, on an
 enhanced hepatic vein, of the candidate that became detector 1.5.0 with this
 augmentation; docs/detector_evaluation.md).
 
-Both work on a crop ``hu`` of the training volume at the internal spacing
+:func:`add_texture` (``--texture P``) overlays correlated tissue texture
+(a "lumpy background") on fat and soft tissue: real muscle, fat and brain
+vary by 10-50 HU over a few millimetres, phantom organs far less, and 10 HU
+of such texture halved the CPM of detector 1.5.0 on held-out phantoms.
+
+All work on a crop ``hu`` of the training volume at the internal spacing
 with ``context`` extra slices at each end, and ``lab``, the lesion mask of
 its central slices; both keep the image's noise finer than about 1 mm.
 """
@@ -45,6 +50,16 @@ VESSEL_HOST_HU: tuple[float, float] = HOST_HU["liver_hyper"]
 VESSEL_PATH_HU: tuple[float, float] = (-200.0, 300.0)
 #: Distance (mm) kept between a pasted vessel and the crop's lesions.
 VESSEL_LESION_GAP_MM = 3.0
+#: Tissue texture (``--texture``): SD (HU, log-uniform), in-plane correlation length (Gaussian
+#: sigma, mm; the longer axis up to TEXTURE_ANISOTROPY times the shorter, in any in-plane
+#: direction, for striated muscle) and correlation across slices (sigma, mm, log-uniform:
+#: from a detail on one slice to anatomy that runs on through the crop).
+TEXTURE_SD_HU: tuple[float, float] = (3.0, 20.0)
+TEXTURE_SIGMA_MM: tuple[float, float] = (1.0, 4.0)
+TEXTURE_ANISOTROPY: tuple[float, float] = (1.0, 4.0)
+TEXTURE_Z_SIGMA_MM: tuple[float, float] = (1.0, 10.0)
+#: Tissue that gets texture (HU, smoothed): fat and soft tissue, not air, lung or bone.
+TEXTURE_TISSUE_HU: tuple[float, float] = (-250.0, 250.0)
 
 
 def host_hu_margin_px() -> int:
@@ -127,3 +142,45 @@ def paste_vessel(
     value = float(smooth[tuple(centre.astype(int))]) + rng.uniform(*VESSEL_CONTRAST_HU)
     out = (hu + alpha * (value - smooth)).astype(np.float32)  # the tube's mean HU, the image's fine noise
     return out, True
+
+
+def texture_field(
+    shape: tuple[int, int, int], rng: np.random.Generator, sigma_mm: tuple[float, float, float], angle: float
+) -> NDArray[np.float32]:
+    """Gaussian random field of unit SD with Gaussian correlation ``sigma_mm`` = (z, u, v).
+
+    ``u`` and ``v`` are the in-plane axes turned by ``angle`` (radians) from
+    the rows and columns; the field is white noise filtered in the Fourier
+    domain (periodic, so it has no edge effects).
+    """
+    white = rng.standard_normal(shape)
+    kz, ky, kx = np.meshgrid(*(np.fft.fftfreq(n, d=s) for n, s in zip(shape, INTERNAL_SPACING)), indexing="ij", sparse=True)
+    ku = kx * np.cos(angle) + ky * np.sin(angle)
+    kv = -kx * np.sin(angle) + ky * np.cos(angle)
+    sz, su, sv = sigma_mm
+    gain = np.exp(-2.0 * np.pi**2 * ((sz * kz) ** 2 + (su * ku) ** 2 + (sv * kv) ** 2))
+    field = np.fft.ifftn(np.fft.fftn(white) * gain).real
+    return (field / (field.std() + 1e-9)).astype(np.float32)
+
+
+def add_texture(hu: NDArray[np.float32], rng: np.random.Generator) -> NDArray[np.float32]:
+    """Overlay correlated texture on the fat and soft tissue of a training crop (lesions included).
+
+    SD :data:`TEXTURE_SD_HU`, in-plane correlation :data:`TEXTURE_SIGMA_MM`
+    (one axis up to :data:`TEXTURE_ANISOTROPY` times longer, at a random
+    angle), across slices :data:`TEXTURE_Z_SIGMA_MM`; only where the smoothed
+    HU is in :data:`TEXTURE_TISSUE_HU`, faded over about a millimetre at the
+    tissue's edges. The texture has zero mean, so a lesion keeps its contrast
+    on average while its outline and its surroundings get the mottling of real
+    tissue; the lesion mask does not change.
+    """
+    lo_sd, hi_sd = np.log(TEXTURE_SD_HU[0]), np.log(TEXTURE_SD_HU[1])
+    sd = float(np.exp(rng.uniform(lo_sd, hi_sd)))
+    sigma = rng.uniform(*TEXTURE_SIGMA_MM)
+    long = sigma * rng.uniform(*TEXTURE_ANISOTROPY)
+    z_sigma = float(np.exp(rng.uniform(np.log(TEXTURE_Z_SIGMA_MM[0]), np.log(TEXTURE_Z_SIGMA_MM[1]))))
+    field = texture_field(hu.shape, rng, (z_sigma, long, sigma), rng.uniform(0.0, np.pi))  # type: ignore[arg-type]
+    smooth = coarse_in_plane(hu, INTERNAL_SPACING, PASTE_KEEP_NOISE_MM)
+    tissue = ((smooth >= TEXTURE_TISSUE_HU[0]) & (smooth <= TEXTURE_TISSUE_HU[1])).astype(np.float32)
+    weight = ndimage.gaussian_filter(tissue, (0.0, 1.0 / INTERNAL_SPACING[1], 1.0 / INTERNAL_SPACING[2])) * tissue
+    return (hu + sd * weight * field).astype(np.float32)

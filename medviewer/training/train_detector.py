@@ -68,8 +68,11 @@ from medviewer.training.datasets import DATASET_VERSION
 from medviewer.training.detector_augment import (
     HOST_HU_MARGIN_MM,
     PASTE_DIAMETER_MM,
+    TEXTURE_SD_HU,
+    TEXTURE_SIGMA_MM,
     VESSEL_CONTRAST_HU,
     VESSEL_RADIUS_MM,
+    add_texture,
     host_hu_margin_px,
     paste_lesion,
     paste_vessel,
@@ -358,6 +361,7 @@ def sample_batch(
     windows: tuple[tuple[float, float], ...] = WINDOWS,
     p_paste: float = 0.0,
     p_vessel: float = 0.0,
+    p_texture: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Draw a batch of crops (input in the network's HU ``windows``).
 
@@ -365,7 +369,8 @@ def sample_batch(
     in the body (:func:`paste_lesion`; online copy-paste augmentation), so
     lesions are also seen next to the spine, the skull or the body wall; with
     probability ``p_vessel`` it gets a tube of enhanced-vessel HU pasted as a
-    negative (:func:`paste_vessel`).
+    negative (:func:`paste_vessel`); with probability ``p_texture`` its fat and
+    soft tissue get correlated texture (:func:`add_texture`).
 
     Returns
     -------
@@ -417,6 +422,8 @@ def sample_batch(
                 diameters = np.concatenate([diameters, pd])
         if p_vessel > 0 and rng.random() < p_vessel:
             hu, _ = paste_vessel(hu, lab, rng)
+        if p_texture > 0 and rng.random() < p_texture:
+            hu = add_texture(hu, rng)
         if augment:
             if rng.random() < 0.5:
                 hu = hu + rng.normal(0.0, rng.uniform(2.0, 30.0), hu.shape).astype(np.float32)
@@ -963,6 +970,9 @@ def main(args: argparse.Namespace) -> int:
     p_vessel = float(getattr(args, "vessels", None) or 0.0)
     if not 0.0 <= p_vessel <= 1.0:
         raise ModelError(f"--vessels {p_vessel}: a probability in [0, 1]")
+    p_texture = float(getattr(args, "texture", None) or 0.0)
+    if not 0.0 <= p_texture <= 1.0:
+        raise ModelError(f"--texture {p_texture}: a probability in [0, 1]")
     refine = getattr(args, "refine", None)
     add_windows = [parse_window(w) for w in (getattr(args, "window", None) or [])]
     base_card: dict[str, Any] = {}
@@ -1030,7 +1040,7 @@ def main(args: argparse.Namespace) -> int:
             model.train()
             for g in opt.param_groups:
                 g["lr"] = lr_at(step)
-            x, *targets = sample_batch(train, rng, batch, hard, windows=model.windows, p_paste=p_paste, p_vessel=p_vessel)
+            x, *targets = sample_batch(train, rng, batch, hard, windows=model.windows, p_paste=p_paste, p_vessel=p_vessel, p_texture=p_texture)
             loss, parts = detector_loss(*model(x.to(device)), *(t.to(device) for t in targets))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -1102,7 +1112,10 @@ def main(args: argparse.Namespace) -> int:
            f"{PASTE_DIAMETER_MM[1]:g} mm, image noise kept) into {p_paste:.0%} of the crops" if p_paste else "")
         + (f"; a tube of enhanced-vessel HU ({VESSEL_CONTRAST_HU[0]:g}-{VESSEL_CONTRAST_HU[1]:g} HU above the host tissue, "
            f"radius {VESSEL_RADIUS_MM[0]:g}-{VESSEL_RADIUS_MM[1]:g} mm, any direction) pasted into soft tissue as a negative "
-           f"in {p_vessel:.0%} of the crops" if p_vessel else ""),
+           f"in {p_vessel:.0%} of the crops" if p_vessel else "")
+        + (f"; correlated tissue texture (SD {TEXTURE_SD_HU[0]:g}-{TEXTURE_SD_HU[1]:g} HU, correlation length "
+           f"{TEXTURE_SIGMA_MM[0]:g}-{TEXTURE_SIGMA_MM[1]:g} mm in-plane, elongated up to 4x in any direction) on the fat and "
+           f"soft tissue of {p_texture:.0%} of the crops" if p_texture else ""),
         "seed": seed,
         "initialised_from": state.get("initialised_from"),
         "volume_z_centres_mm": {"diaphragm level": -10.0, "abdomen (kidney) level": Z_ABDOMEN_MM},
