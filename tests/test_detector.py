@@ -231,7 +231,7 @@ def test_train_main_fine_tunes_from_init_weights_on_every_volume_group(tmp_path,
         steps=1, batch_size=1, out=tmp_path / "run", data=tmp_path / "data", init=tmp_path / "models",
         threads=None, device="cpu", seed=0, resume=False, install=False, minutes=None, version="1.3.0-test",
         volumes=["chest=1/1", "kidney=1/0", "host-hu=2/1", "head=1/1"], shape="16x128x128", checkpoint_every=1,
-        note="a test run",
+        note="a test run", texture=0.5,
     )
     assert td.main(args) == 0
     names = sorted(p.name for p in (tmp_path / "data" / "train").glob("*.npz"))
@@ -246,6 +246,17 @@ def test_train_main_fine_tunes_from_init_weights_on_every_volume_group(tmp_path,
     assert card["calibration"]["validation_seeds"] == [90000, 90700, 90900]
     assert "head" in card["training"]["groups"]
     assert card["version"] == "1.3.0-test" and card["training"]["note"] == "a test run"
+    assert "tissue texture" in card["training"]["augmentation"]
+    assert 0.0 <= card["metrics"]["validation"]["cpm_textured"] <= 1.0  # validation also on textured volumes
+
+
+def test_with_texture_copies_validation_volumes_reproducibly():
+    vols = [blob_volume(6), blob_volume(7)]
+    a, b = td.with_texture(vols), td.with_texture(vols)
+    assert all(np.array_equal(x.hu, y.hu) for x, y in zip(a, b))  # fixed seeds: the same texture every time
+    assert not np.array_equal(a[0].hu, vols[0].hu) and a[0].hu.dtype == vols[0].hu.dtype
+    np.testing.assert_array_equal(a[1].labels, vols[1].labels)
+    assert not np.array_equal(a[0].hu - vols[0].hu, a[1].hu - vols[1].hu)
 
 
 def test_paste_lesion_adds_one_lesion_in_the_body_that_keeps_the_image_noise():
