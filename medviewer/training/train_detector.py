@@ -585,6 +585,8 @@ def validate(
         "n_candidates": int(len(lg_all)),
         "n_lesions": fr.n_lesions,
         "n_volumes": len(vols),
+        "logits": lg_all,
+        "hits": hit_all,
     }
 
 
