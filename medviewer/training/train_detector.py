@@ -68,6 +68,7 @@ from medviewer.training.datasets import DATASET_VERSION
 from medviewer.training.detector_augment import (
     HOST_HU_MARGIN_MM,
     PASTE_DIAMETER_MM,
+    TEXTURE_ANISOTROPY,
     TEXTURE_SD_HU,
     TEXTURE_SIGMA_MM,
     VESSEL_CONTRAST_HU,
@@ -1136,7 +1137,8 @@ def main(args: argparse.Namespace) -> int:
            f"radius {VESSEL_RADIUS_MM[0]:g}-{VESSEL_RADIUS_MM[1]:g} mm, any direction) pasted into soft tissue as a negative "
            f"in {p_vessel:.0%} of the crops" if p_vessel else "")
         + (f"; correlated tissue texture (SD {TEXTURE_SD_HU[0]:g}-{TEXTURE_SD_HU[1]:g} HU, correlation length "
-           f"{TEXTURE_SIGMA_MM[0]:g}-{TEXTURE_SIGMA_MM[1]:g} mm in-plane, elongated up to 4x in any direction) on the fat and "
+           f"{TEXTURE_SIGMA_MM[0]:g}-{TEXTURE_SIGMA_MM[1]:g} mm in-plane, elongated up to {TEXTURE_ANISOTROPY[1]:g}x in any direction) "
+           "on the fat and "
            f"soft tissue of {p_texture:.0%} of the crops" if p_texture else ""),
         "seed": seed,
         "initialised_from": state.get("initialised_from"),
