@@ -146,6 +146,11 @@ def paste_vessel(
     return out, True
 
 
+def _log_uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
+    """A draw whose logarithm is uniform between the logarithms of ``bounds``."""
+    return float(np.exp(rng.uniform(np.log(bounds[0]), np.log(bounds[1]))))
+
+
 def texture_field(
     shape: tuple[int, int, int], rng: np.random.Generator, sigma_mm: tuple[float, float, float], angle: float
 ) -> NDArray[np.float32]:
@@ -177,11 +182,10 @@ def add_texture(hu: NDArray[np.float32], rng: np.random.Generator) -> NDArray[np
     on average while its outline and its surroundings get the mottling of real
     tissue; the lesion mask does not change.
     """
-    lo_sd, hi_sd = np.log(TEXTURE_SD_HU[0]), np.log(TEXTURE_SD_HU[1])
-    sd = float(np.exp(rng.uniform(lo_sd, hi_sd)))
+    sd = _log_uniform(rng, TEXTURE_SD_HU)
     sigma = rng.uniform(*TEXTURE_SIGMA_MM)
     long = sigma * rng.uniform(*TEXTURE_ANISOTROPY)
-    z_sigma = float(np.exp(rng.uniform(np.log(TEXTURE_Z_SIGMA_MM[0]), np.log(TEXTURE_Z_SIGMA_MM[1]))))
+    z_sigma = _log_uniform(rng, TEXTURE_Z_SIGMA_MM)
     field = texture_field(hu.shape, rng, (z_sigma, long, sigma), rng.uniform(0.0, np.pi))  # type: ignore[arg-type]
     smooth = coarse_in_plane(hu, INTERNAL_SPACING, PASTE_KEEP_NOISE_MM)
     tissue = ((smooth >= TEXTURE_TISSUE_HU[0]) & (smooth <= TEXTURE_TISSUE_HU[1])).astype(np.float32)
