@@ -924,6 +924,40 @@ def volume_groups(specs: list[str] | None = None) -> dict[str, tuple[int, int]]:
     return out
 
 
+def load_validation(
+    data: Path,
+    groups: dict[str, tuple[int, int]] | None = None,
+    shape: tuple[int, int, int] | None = None,
+    progress: ProgressFn | None = None,
+) -> list[TrainVolume]:
+    """The validation phantoms of every group (:func:`volume_groups`), generated into ``data/val`` once.
+
+    They are the same for every run with the same groups (fixed seeds), so a
+    model made without training (e.g. a weight average) is calibrated and
+    validated on exactly the volumes a trained one is.
+    """
+    groups = groups or volume_groups()
+    shape = shape or parse_shape(TRAIN_SHAPE)
+    prog = Progress(progress)
+    n_val = groups["chest"][1]
+    val = load_volumes(data / "val", n_val, VAL_SEED0, shape, prog.sub(0.0, 0.4))  # type: ignore[arg-type]
+    n_val_abd = groups["kidney"][1]
+    if n_val_abd:
+        val += load_volumes(data / "val", n_val_abd, VAL_ABDOMEN_SEED0, shape, prog.sub(0.4, 0.6), z_center_mm=Z_ABDOMEN_MM)  # type: ignore[arg-type]
+    n_val_host = groups["host-hu"][1]
+    for zc, part in ((-10.0, 0), (Z_ABDOMEN_MM, 1)):
+        nvh = n_val_host // 2 + (n_val_host % 2) * (1 - part)
+        if nvh:
+            s0 = VAL_HOST_HU_SEED0 + part * (n_val_host // 2 + n_val_host % 2)
+            val += load_volumes(data / "val", nvh, s0, shape, prog.sub(0.6 + 0.1 * part, 0.7 + 0.1 * part),  # type: ignore[arg-type]
+                                z_center_mm=zc, placement="host_hu")
+    n_val_head = groups["head"][1]
+    if n_val_head:
+        val += load_volumes(data / "val", n_val_head, VAL_HEAD_SEED0, shape, prog.sub(0.8, 1.0),  # type: ignore[arg-type]
+                            z_center_mm=Z_HEAD_MM, placement="host_hu", region="head")
+    return val
+
+
 def parse_shape(spec: str | tuple[int, int, int]) -> tuple[int, int, int]:
     """``"40x256x256"`` (slices x rows x columns at the internal spacing) as a tuple."""
     if isinstance(spec, tuple):
@@ -964,28 +998,20 @@ def main(args: argparse.Namespace) -> int:
     bar = console_progress("detector ")
     t_start = time.time()
     train = load_volumes(data / "train", n_train, TRAIN_SEED0 + seed * n_train, shape, Progress(bar, 0.0, 0.9))  # type: ignore[arg-type]
-    val = load_volumes(data / "val", n_val, VAL_SEED0, shape, Progress(bar, 0.9, 1.0))  # type: ignore[arg-type]
     n_abd, n_val_abd = groups["kidney"]
     if n_abd:
         train += load_volumes(data / "train", n_abd, TRAIN_ABDOMEN_SEED0 + seed * n_abd, shape, bar, z_center_mm=Z_ABDOMEN_MM)  # type: ignore[arg-type]
-    if n_val_abd:
-        val += load_volumes(data / "val", n_val_abd, VAL_ABDOMEN_SEED0, shape, bar, z_center_mm=Z_ABDOMEN_MM)  # type: ignore[arg-type]
     n_host, n_val_host = groups["host-hu"]
     for zc, part in ((-10.0, 0), (Z_ABDOMEN_MM, 1)):
-        nh, nvh = n_host // 2 + (n_host % 2) * (1 - part), n_val_host // 2 + (n_val_host % 2) * (1 - part)
+        nh = n_host // 2 + (n_host % 2) * (1 - part)
         if nh:
             s0 = TRAIN_HOST_HU_SEED0 + seed * n_host + part * (n_host // 2 + n_host % 2)
             train += load_volumes(data / "train", nh, s0, shape, bar, z_center_mm=zc, placement="host_hu")  # type: ignore[arg-type]
-        if nvh:
-            s0 = VAL_HOST_HU_SEED0 + part * (n_val_host // 2 + n_val_host % 2)
-            val += load_volumes(data / "val", nvh, s0, shape, bar, z_center_mm=zc, placement="host_hu")  # type: ignore[arg-type]
     n_head, n_val_head = groups["head"]
     if n_head:
         train += load_volumes(data / "train", n_head, TRAIN_HEAD_SEED0 + seed * n_head, shape, bar,  # type: ignore[arg-type]
                               z_center_mm=Z_HEAD_MM, placement="host_hu", region="head")
-    if n_val_head:
-        val += load_volumes(data / "val", n_val_head, VAL_HEAD_SEED0, shape, bar,  # type: ignore[arg-type]
-                            z_center_mm=Z_HEAD_MM, placement="host_hu", region="head")
+    val = load_validation(data, groups, shape, Progress(bar, 0.9, 1.0))
     data_seconds = time.time() - t_start
     p_paste = float(getattr(args, "paste", None) or 0.0)
     if not 0.0 <= p_paste <= 1.0:
@@ -1169,5 +1195,6 @@ __all__ = [
     "make_card",
     "finalize",
     "install_checkpoint",
+    "load_validation",
     "main",
 ]

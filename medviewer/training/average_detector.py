@@ -1,0 +1,121 @@
+"""Weight averages of two lesion detectors (``medviewer average detector``).
+
+Two detectors fine-tuned from the same weights (e.g. 1.5.0 and a run that
+started from it with ``--texture``) stay in one basin of the loss, so a
+weighted average of their weights, tensor by tensor, is a model in its own
+right -- a "model soup" (Wortsman et al., ICML 2022) -- that often keeps
+what each parent learned. It costs no training. The average is calibrated and
+validated on the same validation phantoms as a trained detector
+(:func:`medviewer.training.train_detector.finalize`), and its model card names
+both parents, their weights and hashes.
+
+BatchNorm running statistics are averaged like every other float tensor;
+integer buffers (``num_batches_tracked``) are taken from the base.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from medviewer.ai.detector import build_model
+from medviewer.ai.device import resolve_device
+from medviewer.ai.detect import MODEL_NAME
+from medviewer.ai.weights import load_state_into, load_weights
+from medviewer.errors import ModelError
+from medviewer.progress import Progress, ProgressFn
+from medviewer.training.train_detector import finalize, load_validation
+
+
+def average_tensors(
+    base: dict[str, torch.Tensor], partner: dict[str, torch.Tensor], weight: float
+) -> dict[str, torch.Tensor]:
+    """``(1 - weight) * base + weight * partner`` for every float tensor; integer tensors from ``base``.
+
+    Raises
+    ------
+    ModelError
+        ``weight`` outside [0, 1], or the two sets differ in names or shapes
+        (different architectures cannot be averaged).
+    """
+    if not 0.0 <= weight <= 1.0:
+        raise ModelError(f"averaging weight {weight}: must lie in [0, 1]")
+    if set(base) != set(partner):
+        missing = sorted(set(base) ^ set(partner))
+        raise ModelError(f"the two detectors have different tensors ({', '.join(missing[:4])} ...): not the same architecture")
+    out: dict[str, torch.Tensor] = {}
+    for name, a in base.items():
+        b = partner[name]
+        if a.shape != b.shape:
+            raise ModelError(f"tensor {name} has shape {tuple(a.shape)} in one detector and {tuple(b.shape)} in the other")
+        if a.is_floating_point():
+            out[name] = ((1.0 - weight) * a.double() + weight * b.double()).to(a.dtype)
+        else:
+            out[name] = a.clone()
+    return out
+
+
+def _parent(card: dict[str, Any], folder: Path, weight: float) -> dict[str, Any]:
+    training = card.get("training") or {}
+    return {
+        "model": f"{card.get('name', MODEL_NAME)} {card.get('version')}",
+        "folder": str(folder),
+        "sha256": card.get("sha256"),
+        "weight": round(weight, 6),
+        "steps": card.get("steps"),
+        "initialised_from": training.get("initialised_from"),
+        "augmentation": training.get("augmentation"),
+        "command": training.get("command"),
+        "note": training.get("note"),
+    }
+
+
+def average_detectors(
+    base: Path,
+    partner: Path,
+    weight: float,
+    out: Path,
+    data: Path,
+    version: str,
+    install: bool = False,
+    device: str = "auto",
+    progress: ProgressFn | None = None,
+    groups: dict[str, tuple[int, int]] | None = None,
+    shape: tuple[int, int, int] | None = None,
+) -> dict[str, Any]:
+    """Average the detector in ``base`` with the one in ``partner`` (``weight`` on the partner).
+
+    Both folders hold ``detector.safetensors`` + ``detector.json`` (a models
+    folder or a training run's output). The average is calibrated on the
+    validation phantoms in ``data/val`` (generated there if missing) and
+    written to ``out``; with ``install`` also to ``resources/models``.
+    ``groups`` and ``shape`` choose the validation phantoms (default: those
+    of ``medviewer train detector``). Returns the model card.
+    """
+    prog = Progress(progress)
+    t_base, c_base = load_weights(MODEL_NAME, base)
+    t_partner, c_partner = load_weights(MODEL_NAME, partner)
+    if (c_base.get("config") or {}) != (c_partner.get("config") or {}):
+        raise ModelError(f"the detectors in {base} and {partner} have different architectures (model-card 'config')")
+    model = build_model(c_base.get("config"))
+    load_state_into(model, average_tensors(t_base, t_partner, weight), f"the average of {base} and {partner}")
+    val = load_validation(data, groups, shape, prog.sub(0.0, 0.2))
+    parents = [_parent(c_base, base, 1.0 - weight), _parent(c_partner, partner, weight)]
+    base_training = c_base.get("training") or {}
+    train_info = {
+        "data": base_training.get("data", "project-generated CT phantoms only"),
+        "method": f"weight average (model soup), no training: (1 - {weight:g}) x {parents[0]['model']} + {weight:g} x "
+        f"{parents[1]['model']}, tensor by tensor (BatchNorm running statistics included), then calibrated on the "
+        "validation phantoms",
+        "parents": parents,
+        "command": f"medviewer average detector {base} {partner} --weight {weight:g} --out {out} --version {version}",
+        "steps": 0,
+    }
+    state = {"step": 0}
+    out.mkdir(parents=True, exist_ok=True)
+    return finalize(out, model, state, val, train_info, resolve_device(device), install, version, prog.sub(0.2, 1.0))
+
+
+__all__ = ["average_tensors", "average_detectors"]
