@@ -924,6 +924,12 @@ def volume_groups(specs: list[str] | None = None) -> dict[str, tuple[int, int]]:
     return out
 
 
+def host_hu_halves(n: int) -> list[tuple[float, int, int]]:
+    """Host-HU volumes split over the two levels: ``(z centre mm, count, seed offset)``, the odd one at the diaphragm."""
+    first = n // 2 + n % 2
+    return [(-10.0, first, 0), (Z_ABDOMEN_MM, n // 2, first)]
+
+
 def load_validation(
     data: Path,
     groups: dict[str, tuple[int, int]] | None = None,
@@ -937,20 +943,17 @@ def load_validation(
     validated on exactly the volumes a trained one is.
     """
     groups = groups or volume_groups()
-    shape = shape or parse_shape(TRAIN_SHAPE)
+    shape = shape or TRAIN_SHAPE
     prog = Progress(progress)
     n_val = groups["chest"][1]
     val = load_volumes(data / "val", n_val, VAL_SEED0, shape, prog.sub(0.0, 0.4))  # type: ignore[arg-type]
     n_val_abd = groups["kidney"][1]
     if n_val_abd:
         val += load_volumes(data / "val", n_val_abd, VAL_ABDOMEN_SEED0, shape, prog.sub(0.4, 0.6), z_center_mm=Z_ABDOMEN_MM)  # type: ignore[arg-type]
-    n_val_host = groups["host-hu"][1]
-    for zc, part in ((-10.0, 0), (Z_ABDOMEN_MM, 1)):
-        nvh = n_val_host // 2 + (n_val_host % 2) * (1 - part)
+    for part, (zc, nvh, offset) in enumerate(host_hu_halves(groups["host-hu"][1])):
         if nvh:
-            s0 = VAL_HOST_HU_SEED0 + part * (n_val_host // 2 + n_val_host % 2)
-            val += load_volumes(data / "val", nvh, s0, shape, prog.sub(0.6 + 0.1 * part, 0.7 + 0.1 * part),  # type: ignore[arg-type]
-                                z_center_mm=zc, placement="host_hu")
+            val += load_volumes(data / "val", nvh, VAL_HOST_HU_SEED0 + offset, shape,  # type: ignore[arg-type]
+                                prog.sub(0.6 + 0.1 * part, 0.7 + 0.1 * part), z_center_mm=zc, placement="host_hu")
     n_val_head = groups["head"][1]
     if n_val_head:
         val += load_volumes(data / "val", n_val_head, VAL_HEAD_SEED0, shape, prog.sub(0.8, 1.0),  # type: ignore[arg-type]
@@ -1002,10 +1005,9 @@ def main(args: argparse.Namespace) -> int:
     if n_abd:
         train += load_volumes(data / "train", n_abd, TRAIN_ABDOMEN_SEED0 + seed * n_abd, shape, bar, z_center_mm=Z_ABDOMEN_MM)  # type: ignore[arg-type]
     n_host, n_val_host = groups["host-hu"]
-    for zc, part in ((-10.0, 0), (Z_ABDOMEN_MM, 1)):
-        nh = n_host // 2 + (n_host % 2) * (1 - part)
+    for zc, nh, offset in host_hu_halves(n_host):
         if nh:
-            s0 = TRAIN_HOST_HU_SEED0 + seed * n_host + part * (n_host // 2 + n_host % 2)
+            s0 = TRAIN_HOST_HU_SEED0 + seed * n_host + offset
             train += load_volumes(data / "train", nh, s0, shape, bar, z_center_mm=zc, placement="host_hu")  # type: ignore[arg-type]
     n_head, n_val_head = groups["head"]
     if n_head:
