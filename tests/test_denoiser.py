@@ -351,6 +351,23 @@ def test_patch_sampler_noise_scaling_keeps_the_target_and_scales_the_extra_noise
     assert torch.all(l0 - f0 == 10.0) and torch.all(f0 == 40.0)
 
 
+def test_patch_sampler_air_share_lets_air_patches_through():
+    # a slice that is air except for one body column: patches are mostly air almost everywhere
+    full = np.full((1, 256, 256), -1000.0, np.float32)
+    full[:, :, 200:] = 40.0
+    low = full.copy()
+
+    def air_fraction(share: float) -> float:
+        f, _ = td.PatchSampler(full, low, 32, np.random.default_rng(3), air_share=share).sample(300)
+        return float((f.flatten(1).mean(dim=1) < -800).float().mean())
+
+    assert air_fraction(0.0) < 0.4  # mostly-air patches are redrawn
+    assert air_fraction(1.0) > 0.6  # taken where they fall: about the slice's air share
+    assert air_fraction(0.0) < air_fraction(0.3) < air_fraction(1.0)
+    with pytest.raises(ValueError, match="air_share"):
+        td.PatchSampler(full, low, 32, np.random.default_rng(3), air_share=1.5)
+
+
 def test_refine_option_cannot_shrink_the_init_generator(tmp_path):
     grown = replace(SMALL, n_refine=2, refine_width=8)
     make_weights(tmp_path / "models", config=grown)

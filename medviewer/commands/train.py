@@ -49,6 +49,13 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                 "else 0); blocks added to trained weights start as the identity",
             )
             q.add_argument(
+                "--air-patches",
+                type=float,
+                default=None,
+                help="share of training patches drawn anywhere, air included (default 0: mostly-air "
+                "patches are redrawn)",
+            )
+            q.add_argument(
                 "--target",
                 choices=("clean", "full"),
                 default="clean",
