@@ -10,12 +10,35 @@ import torch
 from scipy import ndimage
 
 from medviewer.ai.detect import extract_candidates, internal_shape, stack_context
-from medviewer.ai.detector import INTERNAL_SPACING, LesionNet, build_model, count_macs, count_params, model_config
+from medviewer.ai.detector import (
+    CONTEXT,
+    INTERNAL_SPACING,
+    LesionNet,
+    build_model,
+    count_macs,
+    count_params,
+    describe,
+    model_config,
+)
 from medviewer.errors import ModelError
+from medviewer.training import detector_augment as da
 from medviewer.training import train_detector as td
+from medviewer.training.detector_checkpoint import grown_config, load_checkpoint, parse_window, run_config, save_checkpoint
+from medviewer.training.detector_data import (
+    N_TRAIN_ABDOMEN,
+    N_VAL,
+    N_VAL_ABDOMEN,
+    Z_HEAD_MM,
+    TrainVolume,
+    _generate_volume,
+    load_volumes,
+    volume_groups,
+    with_texture,
+)
+from medviewer.training.detector_sampling import detector_loss, heat_target, sample_batch
 
 
-def blob_volume(seed: int, n: int = 2, shape=(16, 96, 96)) -> td.TrainVolume:
+def blob_volume(seed: int, n: int = 2, shape=(16, 96, 96)) -> TrainVolume:
     """Tiny synthetic training volume: bright spheres in noisy soft tissue (tests only)."""
     rng = np.random.default_rng(seed)
     hu = rng.normal(40, 10, shape).astype(np.float32)
@@ -31,7 +54,7 @@ def blob_volume(seed: int, n: int = 2, shape=(16, 96, 96)) -> td.TrainVolume:
         lab[m] = 1
         cs.append(c)
         ds.append(d)
-    return td.TrainVolume(hu.astype(np.float16), lab, np.array(cs), np.array(ds), ["blob"] * n, seed)
+    return TrainVolume(hu.astype(np.float16), lab, np.array(cs), np.array(ds), ["blob"] * n, seed)
 
 
 def test_model_shapes_budget_and_config_roundtrip():
@@ -78,7 +101,7 @@ def test_stack_context_replicates_ends():
 
 def test_heat_target_peaks_at_lesion_centre():
     c = np.array([[4.0, 40.5, 20.5]])
-    t, off = td.heat_target(c, np.array([10.0]), (0, 0, 0), (9, 32, 32))
+    t, off = heat_target(c, np.array([10.0]), (0, 0, 0), (9, 32, 32))
     k, j, i = np.unravel_index(np.argmax(t), t.shape)
     assert (k, j, i) == (4, 20, 10)
     assert t[k, j, i] == 1.0
@@ -93,19 +116,19 @@ def test_a_few_training_steps_reduce_the_loss():
     torch.manual_seed(0)
     vols = [blob_volume(i) for i in range(3)]
     rng = np.random.default_rng(0)
-    batch = td.sample_batch(vols, rng, 2, [], slices=3, crop=32, p_lesion=1.0, augment=False)
+    batch = sample_batch(vols, rng, 2, [], slices=3, crop=32, p_lesion=1.0, augment=False)
     net = build_model()
     opt = torch.optim.AdamW(net.parameters(), lr=3e-3)
 
     def loss_now() -> float:
         net.train()  # batch statistics: the running BN statistics lag after a few steps
         with torch.no_grad():
-            return td.detector_loss(*net(batch[0]), *batch[1:])[0].item()
+            return detector_loss(*net(batch[0]), *batch[1:])[0].item()
 
     before = loss_now()
     for _ in range(6):
         net.train()
-        loss, parts = td.detector_loss(*net(batch[0]), *batch[1:])
+        loss, parts = detector_loss(*net(batch[0]), *batch[1:])
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -115,7 +138,7 @@ def test_a_few_training_steps_reduce_the_loss():
 
 def test_sample_batch_shapes_and_targets():
     vols = [blob_volume(1)]
-    x, seg, heat, off = td.sample_batch(vols, np.random.default_rng(3), 3, [(0, 8, 48, 48)], slices=5, crop=64)
+    x, seg, heat, off = sample_batch(vols, np.random.default_rng(3), 3, [(0, 8, 48, 48)], slices=5, crop=64)
     assert x.shape == (3, 5, 10, 64, 64) and x.dtype == torch.float32
     assert seg.shape == heat.shape == (3, 5, 32, 32)
     assert off.shape == (3, 5, 3, 32, 32)
@@ -153,18 +176,18 @@ def test_checkpoint_roundtrip_restores_model_optimizer_and_rng(tmp_path):
     net = build_model()
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
     rng = np.random.default_rng(5)
-    x, *targets = td.sample_batch(vols, rng, 1, [], slices=3, crop=32)
-    loss, _ = td.detector_loss(*net(x), *targets)
+    x, *targets = sample_batch(vols, rng, 1, [], slices=3, crop=32)
+    loss, _ = detector_loss(*net(x), *targets)
     loss.backward()
     opt.step()
-    td.save_checkpoint(tmp_path, net, opt, {"step": 7, "history": [{"step": 1, "loss": 1.0}]}, rng)
+    save_checkpoint(tmp_path, net, opt, {"step": 7, "history": [{"step": 1, "loss": 1.0}]}, rng)
     assert not list(tmp_path.glob("*.partial"))
     expected_next = np.random.default_rng(5)
     expected_next.bit_generator.state = rng.bit_generator.state
     net2 = build_model()
     opt2 = torch.optim.AdamW(net2.parameters(), lr=1e-3)
     rng2 = np.random.default_rng(99)
-    state = td.load_checkpoint(tmp_path, net2, opt2, rng2)
+    state = load_checkpoint(tmp_path, net2, opt2, rng2)
     assert state["step"] == 7
     for a, b in zip(net.state_dict().values(), net2.state_dict().values()):
         assert torch.equal(a, b)
@@ -175,17 +198,17 @@ def test_checkpoint_roundtrip_restores_model_optimizer_and_rng(tmp_path):
 
 def test_host_hu_placement_puts_lesions_anywhere_suitable_and_caches_by_group(tmp_path):
     shape = (16, 96, 96)
-    vols = td.load_volumes(tmp_path, 3, 7_000, shape, z_center_mm=-120.0, placement="host_hu", lesion_free_fraction=0.0)
-    assert sorted(p.name for p in tmp_path.glob("*.npz")) == [f"{s}_16x96x96_z-120_host_hu{td.host_hu_margin_px()}px.npz" for s in (7000, 7001, 7002)]
+    vols = load_volumes(tmp_path, 3, 7_000, shape, z_center_mm=-120.0, placement="host_hu", lesion_free_fraction=0.0)
+    assert sorted(p.name for p in tmp_path.glob("*.npz")) == [f"{s}_16x96x96_z-120_host_hu{da.host_hu_margin_px()}px.npz" for s in (7000, 7001, 7002)]
     assert all(len(v.centers) >= 1 for v in vols)
     for v in vols:  # every lesion is in the mask, inside the volume, with its kind recorded
         assert v.labels.any() and len(v.kinds) == len(v.centers)
         for c in v.centers:
             assert all(0 <= x < n for x, n in zip(c, shape))
-    again = td.load_volumes(tmp_path, 3, 7_000, shape, z_center_mm=-120.0, placement="host_hu", lesion_free_fraction=0.0)
+    again = load_volumes(tmp_path, 3, 7_000, shape, z_center_mm=-120.0, placement="host_hu", lesion_free_fraction=0.0)
     assert all(np.array_equal(a.hu, b.hu) for a, b in zip(vols, again))  # read back from the cache
     with pytest.raises(ValueError, match="placement"):
-        td._generate_volume(1, shape, False, placement="nowhere")
+        _generate_volume(1, shape, False, placement="nowhere")
 
 
 def test_host_hu_margin_is_in_mm_like_the_real_backgrounds():
@@ -199,17 +222,17 @@ def test_host_hu_margin_is_in_mm_like_the_real_backgrounds():
     disc = np.where((yy - 48) ** 2 + (xx - 48) ** 2 < 40**2, 40.0, -1000.0).astype(np.float32)[None].repeat(9, 0)
     body = disc[4] > -500
     depth = ndimage.distance_transform_edt(body)  # pixels to the outline
-    wide, narrow = body_mask(disc)[4], body_mask(disc, margin_px=td.host_hu_margin_px())[4]
+    wide, narrow = body_mask(disc)[4], body_mask(disc, margin_px=da.host_hu_margin_px())[4]
     assert (narrow | ~wide).all() and narrow.sum() > wide.sum()
-    assert depth[narrow].min() * td.INTERNAL_SPACING[2] <= td.HOST_HU_MARGIN_MM + 1.5
+    assert depth[narrow].min() * INTERNAL_SPACING[2] <= da.HOST_HU_MARGIN_MM + 1.5
     assert depth[wide].min() >= 8  # 12 city-block pixels (erosion by the cross)
-    assert td.host_hu_margin_px() * td.INTERNAL_SPACING[2] == pytest.approx(td.HOST_HU_MARGIN_MM, abs=0.7)
+    assert da.host_hu_margin_px() * INTERNAL_SPACING[2] == pytest.approx(da.HOST_HU_MARGIN_MM, abs=0.7)
 
 
 def test_head_volumes_carry_lesions_in_the_head():
     from medviewer.training.phantom_anatomy import TISSUE_GRAY_MATTER  # noqa: F401 - the head anatomy exists
 
-    v = td._generate_volume(9_000, (16, 128, 128), False, z_center_mm=td.Z_HEAD_MM, placement="host_hu", region="head")
+    v = _generate_volume(9_000, (16, 128, 128), False, z_center_mm=Z_HEAD_MM, placement="host_hu", region="head")
     hu = v.hu.astype(np.float32)
     assert len(v.centers) >= 1 and v.labels.any()
     assert float(hu.max()) > 900  # the skull
@@ -235,7 +258,7 @@ def test_train_main_fine_tunes_from_init_weights_on_every_volume_group(tmp_path,
     )
     assert td.main(args) == 0
     names = sorted(p.name for p in (tmp_path / "data" / "train").glob("*.npz"))
-    m = f"host_hu{td.host_hu_margin_px()}px"
+    m = f"host_hu{da.host_hu_margin_px()}px"
     assert names == [
         "0_16x128x128.npz", "5000_16x128x128_z-120.npz", f"7000_16x128x128_{m}.npz",
         f"7001_16x128x128_z-120_{m}.npz", f"9000_16x128x128_z5_{m}_head.npz",
@@ -252,7 +275,7 @@ def test_train_main_fine_tunes_from_init_weights_on_every_volume_group(tmp_path,
 
 def test_with_texture_copies_validation_volumes_reproducibly():
     vols = [blob_volume(6), blob_volume(7)]
-    a, b = td.with_texture(vols), td.with_texture(vols)
+    a, b = with_texture(vols), with_texture(vols)
     assert all(np.array_equal(x.hu, y.hu) for x, y in zip(a, b))  # fixed seeds: the same texture every time
     assert not np.array_equal(a[0].hu, vols[0].hu) and a[0].hu.dtype == vols[0].hu.dtype
     np.testing.assert_array_equal(a[1].labels, vols[1].labels)
@@ -261,7 +284,7 @@ def test_with_texture_copies_validation_volumes_reproducibly():
 
 def test_paste_lesion_adds_one_lesion_in_the_body_that_keeps_the_image_noise():
     rng = np.random.default_rng(0)
-    ctx = td.CONTEXT
+    ctx = CONTEXT
     hu = np.full((8 + 2 * ctx, 96, 96), -1000.0, np.float32)
     yy, xx = np.mgrid[0:96, 0:96]
     body = np.hypot(yy - 48, xx - 48) < 40
@@ -269,8 +292,8 @@ def test_paste_lesion_adds_one_lesion_in_the_body_that_keeps_the_image_noise():
     noise = rng.normal(0.0, 15.0, hu.shape).astype(np.float32)
     hu += noise
     lab = np.zeros((8, 96, 96), np.float32)
-    out, lab2, centres, diams = td.paste_lesion(hu, lab, np.random.default_rng(1))
-    assert len(centres) == 1 and td.PASTE_DIAMETER_MM[0] <= diams[0] <= td.PASTE_DIAMETER_MM[1]
+    out, lab2, centres, diams = da.paste_lesion(hu, lab, np.random.default_rng(1))
+    assert len(centres) == 1 and da.PASTE_DIAMETER_MM[0] <= diams[0] <= da.PASTE_DIAMETER_MM[1]
     k, j, i = np.round(centres[0]).astype(int)
     assert ctx < k < ctx + 7 and body[j, i] and lab2[k - ctx, j, i] == 1.0 and lab2.sum() > lab.sum()
     changed = np.abs(out - hu) > 1.0
@@ -281,13 +304,12 @@ def test_paste_lesion_adds_one_lesion_in_the_body_that_keeps_the_image_noise():
     assert np.corrcoef(out[k][inner], noise[k][inner])[0, 1] > 0.5 and resid.std() < 15.0
     # no room (all air): nothing pasted
     air = np.full_like(hu, -1000.0)
-    assert len(td.paste_lesion(air, lab, np.random.default_rng(1))[3]) == 0
+    assert len(da.paste_lesion(air, lab, np.random.default_rng(1))[3]) == 0
 
 
 def test_paste_vessel_adds_an_unlabelled_bright_tube_in_soft_tissue_away_from_lesions():
-    from medviewer.training import detector_augment as da
 
-    ctx = td.CONTEXT
+    ctx = CONTEXT
     shape = (8 + 2 * ctx, 96, 96)
     yy, xx = np.mgrid[0:96, 0:96]
     body = np.hypot(yy - 48, xx - 48) < 40
@@ -295,7 +317,7 @@ def test_paste_vessel_adds_an_unlabelled_bright_tube_in_soft_tissue_away_from_le
     lab[2:6, 20:28, 44:52] = 1.0  # a lesion near the top of the body
     lesion_zone = np.zeros(shape, bool)
     lesion_zone[ctx + 2 : ctx + 6, 20:28, 44:52] = True
-    near = ndimage.distance_transform_edt(~lesion_zone, sampling=td.INTERNAL_SPACING) < da.VESSEL_LESION_GAP_MM
+    near = ndimage.distance_transform_edt(~lesion_zone, sampling=INTERNAL_SPACING) < da.VESSEL_LESION_GAP_MM
     pasted = 0
     for seed in range(6):
         rng = np.random.default_rng(seed)
@@ -303,7 +325,7 @@ def test_paste_vessel_adds_an_unlabelled_bright_tube_in_soft_tissue_away_from_le
         hu[:, body] = 60.0
         hu += rng.normal(0.0, 10.0, shape).astype(np.float32)
         lab_before = lab.copy()
-        out, ok = td.paste_vessel(hu, lab, rng)
+        out, ok = da.paste_vessel(hu, lab, rng)
         assert ok
         np.testing.assert_array_equal(lab, lab_before)  # a negative: the lesion mask is unchanged
         diff = out - hu
@@ -315,19 +337,18 @@ def test_paste_vessel_adds_an_unlabelled_bright_tube_in_soft_tissue_away_from_le
         core = tube & inner
         core &= diff >= np.percentile(diff[core], 50)
         assert da.VESSEL_CONTRAST_HU[0] - 3 <= float(np.median(diff[core])) <= da.VESSEL_CONTRAST_HU[1] + 3
-        pts = np.argwhere(tube) * np.array(td.INTERNAL_SPACING)
+        pts = np.argwhere(tube) * np.array(INTERNAL_SPACING)
         extent = np.ptp(pts @ np.linalg.svd(pts - pts.mean(0))[2][0])
         assert extent > 2 * da.VESSEL_RADIUS_MM[1] or extent > 10.0
         pasted += 1
     assert pasted == 6
     # no soft tissue (all air): nothing pasted
     air = np.full(shape, -1000.0, np.float32)
-    out, ok = td.paste_vessel(air, lab, np.random.default_rng(0))
+    out, ok = da.paste_vessel(air, lab, np.random.default_rng(0))
     assert not ok and np.array_equal(out, air)
 
 
 def test_texture_field_has_unit_sd_and_the_asked_correlation_length_and_direction():
-    from medviewer.training import detector_augment as da
 
     shape = (8, 128, 128)
     f = da.texture_field(shape, np.random.default_rng(0), (2.5, 8.0, 2.0), angle=0.0)  # long along the columns
@@ -340,16 +361,15 @@ def test_texture_field_has_unit_sd_and_the_asked_correlation_length_and_directio
     lag = 3  # pixels of 1.4 mm: the correlation at 4.2 mm follows exp(-d^2 / (4 sigma^2))
     along = corr(f[:, :, :-lag], f[:, :, lag:])
     across = corr(f[:, :-lag], f[:, lag:])
-    d = lag * td.INTERNAL_SPACING[2]
+    d = lag * INTERNAL_SPACING[2]
     assert abs(along - math.exp(-(d**2) / (4 * 8.0**2))) < 0.1 and abs(across - math.exp(-(d**2) / (4 * 2.0**2))) < 0.1
     turned = da.texture_field(shape, np.random.default_rng(0), (2.5, 8.0, 2.0), angle=math.pi / 2)  # now along the rows
     assert corr(turned[:, :-lag], turned[:, lag:]) > corr(turned[:, :, :-lag], turned[:, :, lag:]) + 0.3
 
 
 def test_add_texture_mottles_fat_and_soft_tissue_only_and_keeps_a_lesion_contrast():
-    from medviewer.training import detector_augment as da
 
-    shape = (8 + 2 * td.CONTEXT, 96, 96)
+    shape = (8 + 2 * CONTEXT, 96, 96)
     hu = np.full(shape, -1000.0, np.float32)
     yy, xx = np.mgrid[0:96, 0:96]
     body = np.hypot(yy - 48, xx - 48) < 40
@@ -373,27 +393,27 @@ def test_add_texture_mottles_fat_and_soft_tissue_only_and_keeps_a_lesion_contras
 
 def test_sample_batch_with_texture_changes_the_input_not_the_targets():
     vols = [blob_volume(5)]  # one crop: the texture's random draws come after its position's
-    x, seg, heat, off = td.sample_batch(vols, np.random.default_rng(3), 1, [], slices=5, crop=64, p_texture=1.0, augment=False)
-    x0, seg0, heat0, off0 = td.sample_batch(vols, np.random.default_rng(3), 1, [], slices=5, crop=64, augment=False)
+    x, seg, heat, off = sample_batch(vols, np.random.default_rng(3), 1, [], slices=5, crop=64, p_texture=1.0, augment=False)
+    x0, seg0, heat0, off0 = sample_batch(vols, np.random.default_rng(3), 1, [], slices=5, crop=64, augment=False)
     assert seg.max() > 0 and torch.equal(seg, seg0) and torch.equal(heat, heat0)
     assert not torch.equal(x, x0)
 
 
 def test_sample_batch_with_vessels_adds_no_lesion_target():
-    vols = [td.TrainVolume(np.asarray(blob_volume(4, n=0).hu, np.float16) * 0 + np.float16(60), np.zeros((16, 96, 96), np.uint8),
+    vols = [TrainVolume(np.asarray(blob_volume(4, n=0).hu, np.float16) * 0 + np.float16(60), np.zeros((16, 96, 96), np.uint8),
                            np.zeros((0, 3)), np.zeros(0), [], 4)]
-    x, seg, heat, off = td.sample_batch(vols, np.random.default_rng(2), 3, [], slices=5, crop=64, p_vessel=1.0, augment=False)
-    x0, _, _, _ = td.sample_batch(vols, np.random.default_rng(2), 3, [], slices=5, crop=64, augment=False)
+    x, seg, heat, off = sample_batch(vols, np.random.default_rng(2), 3, [], slices=5, crop=64, p_vessel=1.0, augment=False)
+    x0, _, _, _ = sample_batch(vols, np.random.default_rng(2), 3, [], slices=5, crop=64, augment=False)
     assert heat.max() == 0.0 and seg.max() == 0.0  # vessels are negatives
     assert not torch.equal(x, x0)  # but the input changed
 
 
 def test_sample_batch_with_paste_puts_a_centre_target_in_every_crop():
-    vols = [td.TrainVolume(np.asarray(blob_volume(4, n=0).hu, np.float16) * 0 + np.float16(45), np.zeros((16, 96, 96), np.uint8),
+    vols = [TrainVolume(np.asarray(blob_volume(4, n=0).hu, np.float16) * 0 + np.float16(45), np.zeros((16, 96, 96), np.uint8),
                            np.zeros((0, 3)), np.zeros(0), [], 4)]
-    x, seg, heat, off = td.sample_batch(vols, np.random.default_rng(2), 3, [], slices=5, crop=64, p_paste=1.0, augment=False)
+    x, seg, heat, off = sample_batch(vols, np.random.default_rng(2), 3, [], slices=5, crop=64, p_paste=1.0, augment=False)
     assert heat.amax(dim=(1, 2, 3)).min() == 1.0 and seg.amax(dim=(1, 2, 3)).min() > 0.0
-    x0, _, heat0, _ = td.sample_batch(vols, np.random.default_rng(2), 3, [], slices=5, crop=64, augment=False)
+    x0, _, heat0, _ = sample_batch(vols, np.random.default_rng(2), 3, [], slices=5, crop=64, augment=False)
     assert heat0.max() == 0.0
 
 
@@ -404,7 +424,7 @@ def test_refinement_blocks_grow_a_trained_network_without_changing_its_output():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 2.0)
-    cfg = td.grown_config(model_config(base), 2)
+    cfg = grown_config(model_config(base), 2)
     assert cfg["n_refine"] == 2 and cfg["widths"] == [16, 32, 48]
     grown = build_model(cfg).eval()
     own = grown.state_dict()
@@ -417,7 +437,7 @@ def test_refinement_blocks_grow_a_trained_network_without_changing_its_output():
     assert model_config(build_model(model_config(grown))) == model_config(grown)
     assert "n_refine" not in model_config(base)  # cards of the original architecture stay as they were
     with pytest.raises(ModelError, match="choose 2..8"):
-        td.grown_config(cfg, 1)
+        grown_config(cfg, 1)
 
 
 def test_an_added_input_window_starts_with_zero_weights_and_keeps_the_output():
@@ -426,7 +446,7 @@ def test_an_added_input_window_starts_with_zero_weights_and_keeps_the_output():
 
     torch.manual_seed(5)
     base = build_model().eval()
-    cfg = td.grown_config(model_config(base), None, [td.parse_window("-20:100")])
+    cfg = grown_config(model_config(base), None, [parse_window("-20:100")])
     grown = build_model(cfg).eval()
     assert grown.windows == (*WINDOWS, (-20.0, 100.0)) and grown.in_channels == 15
     grown.load_state_dict(grow_input_windows(base.state_dict(), base.windows, grown.windows, base.context))
@@ -435,12 +455,12 @@ def test_an_added_input_window_starts_with_zero_weights_and_keeps_the_output():
         np.testing.assert_allclose(a, b, atol=1e-5)
     x = normalize_hu(hu, grown.windows)
     assert x.shape == (6, 3, 48, 48) and x[:, 2].min() >= -1.0 and x[:, 2].max() <= 1.0
-    assert "3 HU windows" in td.describe(grown) and model_config(build_model(model_config(grown)))["windows"][-1] == [-20.0, 100.0]
+    assert "3 HU windows" in describe(grown) and model_config(build_model(model_config(grown)))["windows"][-1] == [-20.0, 100.0]
     for bad, message in (("100:-20", "LO < HI"), ("a:b", "LO:HI")):
         with pytest.raises(ModelError, match=message):
-            td.parse_window(bad)
+            parse_window(bad)
     with pytest.raises(ModelError, match="must be new"):
-        td.grown_config(cfg, None, [(-20.0, 100.0)])
+        grown_config(cfg, None, [(-20.0, 100.0)])
 
 
 def test_train_main_grows_init_weights_and_resumes_the_grown_run(tmp_path):
@@ -467,7 +487,7 @@ def test_train_main_grows_init_weights_and_resumes_the_grown_run(tmp_path):
     hu = np.full((12, 64, 64), 40.0, np.float32)
     res = detect_lesions(Volume(hu, spacing=(2.5, 1.4, 1.4)), device="cpu", models_folder=tmp_path / "run")
     assert res.model.version == "1.5.0-test" and res.confidence.shape == hu.shape  # the grown network runs in the app
-    assert td.run_config(tmp_path / "run")["n_refine"] == 1
+    assert run_config(tmp_path / "run")["n_refine"] == 1
     # resuming rebuilds the grown architecture from the run, whatever --refine says
     assert td.main(argparse.Namespace(steps=2, resume=True, refine=None, window=None, **common)) == 0
     assert json.loads((tmp_path / "run" / "state.json").read_text())["step"] == 2
@@ -479,12 +499,12 @@ def test_train_main_grows_init_weights_and_resumes_the_grown_run(tmp_path):
 )
 def test_volume_group_specs_are_checked(spec, message):
     with pytest.raises(ModelError, match=message):
-        td.volume_groups([spec])
+        volume_groups([spec])
 
 
 def test_volume_groups_and_shape_parse():
-    groups = td.volume_groups(["head=0/0", "chest=8"])
-    assert groups["head"] == (0, 0) and groups["chest"] == (8, td.N_VAL) and groups["kidney"] == (td.N_TRAIN_ABDOMEN, td.N_VAL_ABDOMEN)
+    groups = volume_groups(["head=0/0", "chest=8"])
+    assert groups["head"] == (0, 0) and groups["chest"] == (8, N_VAL) and groups["kidney"] == (N_TRAIN_ABDOMEN, N_VAL_ABDOMEN)
     assert td.parse_shape("16x128x96") == (16, 128, 96)
     for bad in ("16x128", "axbxc", "4x128x128"):
         with pytest.raises(ModelError):

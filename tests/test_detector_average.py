@@ -9,8 +9,8 @@ from medviewer.ai.detector import build_model
 from medviewer.ai.weights import load_weights, save_weights
 from medviewer.cli import main as cli_main
 from medviewer.errors import ModelError
-from medviewer.training import train_detector as td
 from medviewer.training.average_detector import average_detectors, average_tensors
+from medviewer.training.detector_data import volume_groups
 
 
 def test_average_tensors_interpolates_floats_and_keeps_integer_buffers():
@@ -42,7 +42,7 @@ def test_average_detectors_writes_a_calibrated_card_naming_both_parents(tmp_path
     m1, m2 = build_model(), build_model()
     save_weights("detector", m1.state_dict(), {"version": "1.0-a"}, tmp_path / "a")
     save_weights("detector", m2.state_dict(), {"version": "1.0-b"}, tmp_path / "b")
-    groups = td.volume_groups(["chest=1/1", "kidney=0/0", "host-hu=0/0", "head=0/0"])
+    groups = volume_groups(["chest=1/1", "kidney=0/0", "host-hu=0/0", "head=0/0"])
     card = average_detectors(
         tmp_path / "a", tmp_path / "b", 0.25, tmp_path / "avg", tmp_path / "data", "2.0-test",
         device="cpu", groups=groups, shape=(16, 128, 128),

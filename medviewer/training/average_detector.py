@@ -26,7 +26,8 @@ from medviewer.ai.detect import MODEL_NAME
 from medviewer.ai.weights import load_state_into, load_weights
 from medviewer.errors import ModelError
 from medviewer.progress import Progress, ProgressFn
-from medviewer.training.train_detector import finalize, load_validation
+from medviewer.training.detector_data import load_validation
+from medviewer.training.train_detector import finalize
 
 
 def average_tensors(

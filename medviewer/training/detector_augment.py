@@ -14,7 +14,7 @@ augmentation; docs/detector_evaluation.md).
 (a "lumpy background") on fat and soft tissue: real muscle, fat and brain
 vary by 10-50 HU over a few millimetres, phantom organs far less. With such
 texture on its validation phantoms, detector 1.5.0's CPM fell from 0.782 to
-0.482 (``train_detector.with_texture``).
+0.482 (``detector_data.with_texture``).
 
 All work on a crop ``hu`` of the training volume at the internal spacing
 with ``context`` extra slices at each end; the pastes also take ``lab``, the

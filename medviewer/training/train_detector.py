@@ -19,6 +19,13 @@ JSON state file; ``--resume`` continues from them. At the end the candidate
 scores are calibrated by temperature scaling on validation phantoms (seeds
 disjoint from training), and ``--install`` writes
 ``resources/models/detector.safetensors`` and its model card.
+
+The parts live in their own modules: the phantoms, volume groups and
+validation set in :mod:`~medviewer.training.detector_data`, the crops, their
+targets and the loss in :mod:`~medviewer.training.detector_sampling`, the
+checkpoints and the run's architecture in
+:mod:`~medviewer.training.detector_checkpoint`. This module holds the training
+loop, validation and calibration, and the model card.
 """
 
 from __future__ import annotations
@@ -26,20 +33,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from numpy.typing import NDArray
-from scipy import ndimage
 from scipy.special import expit
-from safetensors.torch import load_file, save_file
 
 from medviewer.ai.detect import MODEL_NAME, extract_candidates, predict_maps_tta
 from medviewer.ai.detector import (
@@ -47,7 +48,6 @@ from medviewer.ai.detector import (
     HU_CLIP,
     INTERNAL_SPACING,
     OUTPUT_STRIDE,
-    WINDOWS,
     LesionNet,
     build_model,
     config_windows,
@@ -56,15 +56,13 @@ from medviewer.ai.detector import (
     describe,
     grow_input_windows,
     model_config,
-    normalize_hu,
 )
 from medviewer.ai.device import resolve_device
-from medviewer.ai.weights import INTENDED_USE, save_weights, write_json_atomic
+from medviewer.ai.weights import INTENDED_USE, save_weights
 from medviewer.errors import ModelError
 from medviewer.progress import CancelFn, Progress, ProgressFn, check_cancel, console_progress
 from medviewer.resources import cache_dir, models_dir
 from medviewer.training import froc as frocm
-from medviewer.training.datasets import DATASET_VERSION
 from medviewer.training.detector_augment import (
     HOST_HU_MARGIN_MM,
     PASTE_DIAMETER_MM,
@@ -73,48 +71,39 @@ from medviewer.training.detector_augment import (
     TEXTURE_SIGMA_MM,
     VESSEL_CONTRAST_HU,
     VESSEL_RADIUS_MM,
-    add_texture,
     host_hu_margin_px,
-    paste_lesion,
-    paste_vessel,
 )
+from medviewer.training.detector_checkpoint import (
+    grown_config,
+    load_checkpoint,
+    parse_window,
+    plot_losses,
+    run_config,
+    save_checkpoint,
+)
+from medviewer.training.detector_data import (
+    N_VAL,
+    TEXTURED_VAL_SEED,
+    TRAIN_ABDOMEN_SEED0,
+    TRAIN_HEAD_SEED0,
+    TRAIN_HOST_HU_SEED0,
+    TRAIN_SEED0,
+    TRAIN_SHAPE,
+    VAL_SEED0,
+    Z_ABDOMEN_MM,
+    Z_HEAD_MM,
+    TrainVolume,
+    _data_summary,
+    host_hu_halves,
+    load_validation,
+    load_volumes,
+    volume_groups,
+    with_texture,
+)
+from medviewer.training.detector_sampling import CROP_SIZE, CROP_SLICES, detector_loss, sample_batch
 
-#: Seed of the texture laid on the validation volumes for the textured validation CPM (:func:`with_texture`).
-TEXTURED_VAL_SEED = 7
-#: Size (slices, rows, columns) of the training phantoms at the internal spacing.
-TRAIN_SHAPE: tuple[int, int, int] = (40, 256, 256)
-TRAIN_SEED0 = 0
-VAL_SEED0 = 90_000
 DEFAULT_STEPS = 3000
 DEFAULT_BATCH = 4
-CROP_SLICES = 8
-CROP_SIZE = 112
-N_TRAIN = 64
-N_VAL = 16
-#: Extra volumes centred lower in the body (kidneys, bowel, lower liver), with their own seeds.
-Z_ABDOMEN_MM = -120.0
-N_TRAIN_ABDOMEN = 32
-N_VAL_ABDOMEN = 8
-TRAIN_ABDOMEN_SEED0 = 5_000
-VAL_ABDOMEN_SEED0 = 90_500
-#: Extra volumes whose lesions are placed by host HU, not by organ (half at each level).
-N_TRAIN_HOST_HU = 32
-N_VAL_HOST_HU = 8
-TRAIN_HOST_HU_SEED0 = 7_000
-VAL_HOST_HU_SEED0 = 90_700
-#: Head phantoms (brain CT in a head holder), lesions placed by host HU anywhere in the head.
-Z_HEAD_MM = 5.0
-N_TRAIN_HEAD = 32
-N_VAL_HEAD = 8
-TRAIN_HEAD_SEED0 = 9_000
-VAL_HEAD_SEED0 = 90_900
-#: Default training / validation volume counts per group (``--volumes GROUP=TRAIN/VAL``).
-VOLUME_GROUPS: dict[str, tuple[int, int]] = {
-    "chest": (N_TRAIN, N_VAL),
-    "kidney": (N_TRAIN_ABDOMEN, N_VAL_ABDOMEN),
-    "host-hu": (N_TRAIN_HOST_HU, N_VAL_HOST_HU),
-    "head": (N_TRAIN_HEAD, N_VAL_HEAD),
-}
 #: Version written to the card of a model this recipe trains (``--version`` overrides it); the next after the shipped 1.5.0.
 MODEL_VERSION = "1.6.0"
 HARD_NEGATIVE_EVERY = 250
@@ -122,391 +111,6 @@ CHECKPOINT_EVERY = 100
 #: Inference with left-right flip test-time augmentation (recorded in the card's ``"inference"``;
 #: calibration is fitted on the same pipeline).
 FLIP_TTA = True
-
-
-# --------------------------------------------------------------------------- data
-@dataclass
-class TrainVolume:
-    """One training volume at the internal spacing."""
-
-    hu: NDArray[np.float16]
-    labels: NDArray[np.uint8]
-    centers: NDArray[np.float64]
-    """(n, 3) lesion centres as (k, j, i) indices."""
-    diameters: NDArray[np.float64]
-    kinds: list[str] = field(default_factory=list)
-    seed: int = 0
-
-
-def _lesion_fields(les: Any) -> tuple[tuple[float, float, float], float, str]:
-    get = les.get if isinstance(les, dict) else (lambda k, d=None: getattr(les, k, d))
-    c = get("center_index")
-    d = get("diameter_mm")
-    if c is None or d is None:
-        raise ValueError(f"lesion record without centre or diameter: {les!r}")
-    return (float(c[0]), float(c[1]), float(c[2])), float(d), str(get("kind", ""))
-
-
-def _to_train_volume(item: Any, seed: int) -> TrainVolume:
-    if isinstance(item, dict):
-        hu, labels, lesions = item["volume_hu"], item["labels"], item["lesions"]
-    else:  # a Phantom
-        hu, labels, lesions = item.volume.voxels, item.labels, item.lesions
-    fields = [_lesion_fields(les) for les in lesions]
-    return TrainVolume(
-        hu=np.asarray(hu, dtype=np.float32).clip(-1024, 3071).astype(np.float16),
-        labels=(np.asarray(labels) > 0).astype(np.uint8),
-        centers=np.array([f[0] for f in fields], dtype=np.float64).reshape(-1, 3),
-        diameters=np.array([f[1] for f in fields], dtype=np.float64),
-        kinds=[f[2] for f in fields],
-        seed=seed,
-    )
-
-
-def _generate_volume(
-    seed: int,
-    shape: tuple[int, int, int],
-    lesion_free: bool,
-    z_center_mm: float = -10.0,
-    placement: str = "anatomical",
-    region: str = "body",
-) -> TrainVolume:
-    """One training phantom; ``placement`` "anatomical" puts each lesion kind in its organ,
-    "host_hu" anywhere in the body whose HU suits the kind (as on real backgrounds, where
-    no organ map exists: a kidney-like lesion may then sit in muscle or spleen).
-    ``region`` "head" paints a head phantom instead of the chest/abdomen."""
-    from medviewer.training.phantom import make_phantom
-    from medviewer.training.phantom_lesions import body_mask, insert_lesions
-
-    n_lesions = 0 if lesion_free else int(np.random.default_rng([seed, 7]).integers(1, 7))
-    if placement == "anatomical":
-        ph = make_phantom(seed, shape=shape, spacing=INTERNAL_SPACING, n_lesions=n_lesions, z_center_mm=z_center_mm, region=region)
-        return _to_train_volume(ph, seed)
-    if placement != "host_hu":
-        raise ValueError(f"unknown lesion placement {placement!r}")
-    ph = make_phantom(seed, shape=shape, spacing=INTERNAL_SPACING, n_lesions=0, z_center_mm=z_center_mm, region=region)
-    hu = np.asarray(ph.volume.voxels, np.float32)
-    labels = np.zeros(hu.shape, np.int16)
-    lesions: list[Any] = []
-    allowed = body_mask(hu, margin_px=host_hu_margin_px())
-    allowed[:3] = False
-    allowed[-3:] = False
-    if n_lesions and allowed.any():
-        rng = np.random.default_rng([seed, 11])
-        hu, labels, lesions = insert_lesions(hu, INTERNAL_SPACING, rng, min(n_lesions, 4), allowed=allowed, diameter_range_mm=(5.0, 25.0))
-    return _to_train_volume({"volume_hu": hu, "labels": labels, "lesions": lesions}, seed)
-
-
-def _save_volume(v: TrainVolume, path: Path) -> None:
-    tmp = path.with_name(f".{path.stem}.partial.npz")
-    with open(tmp, "wb") as f:
-        np.savez(
-            f,
-            hu=v.hu,
-            labels=v.labels,
-            centers=v.centers,
-            diameters=v.diameters,
-            kinds=np.array(v.kinds, dtype="U32"),
-            seed=np.array(v.seed),
-            dataset_version=np.array(DATASET_VERSION),
-        )
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _read_volume(path: Path, check_version: bool = True) -> TrainVolume:
-    """Read a cached training volume.
-
-    Raises ``ValueError`` when the file was written by another version of the
-    phantom engine (:data:`medviewer.training.datasets.DATASET_VERSION`, or
-    none recorded): the anatomy changed between versions, and training on
-    stale phantoms while evaluating on current ones silently opens a gap.
-    """
-    with np.load(path) as z:
-        if check_version:
-            found = int(z["dataset_version"]) if "dataset_version" in z.files else None
-            if found != DATASET_VERSION:
-                raise ValueError(f"{path} holds phantom data version {found}, expected {DATASET_VERSION}")
-        return TrainVolume(
-            hu=z["hu"],
-            labels=z["labels"],
-            centers=z["centers"].reshape(-1, 3),
-            diameters=z["diameters"].reshape(-1),
-            kinds=[str(k) for k in z["kinds"]],
-            seed=int(z["seed"]),
-        )
-
-
-def load_volumes(
-    folder: Path,
-    n: int,
-    seed0: int,
-    shape: tuple[int, int, int] = TRAIN_SHAPE,
-    progress: ProgressFn | None = None,
-    cancel: CancelFn | None = None,
-    lesion_free_fraction: float = 0.2,
-    z_center_mm: float = -10.0,
-    placement: str = "anatomical",
-    region: str = "body",
-) -> list[TrainVolume]:
-    """Generate (or read from the cache in ``folder``) ``n`` phantoms at the internal spacing.
-
-    Volume ``i`` is :func:`medviewer.training.phantom.make_phantom` with seed
-    ``seed0 + i``, shape ``shape`` and spacing :data:`INTERNAL_SPACING`; every
-    volume whose index falls on the ``lesion_free_fraction`` grid is
-    lesion-free, the others carry 1-6 lesions. Each volume is cached as
-    ``<seed>_<shape>.npz`` (written atomically, stamped with the phantom
-    engine's ``DATASET_VERSION``), so an interrupted generation resumes where
-    it stopped; a cached volume of another engine version is regenerated.
-    ``z_center_mm`` places the volumes along the body (see ``make_phantom``):
-    the default shows lung bases and liver, :data:`Z_ABDOMEN_MM` kidneys and bowel;
-    ``placement`` chooses where lesions go and ``region`` the anatomy (see :func:`_generate_volume`).
-    """
-    prog = Progress(progress)
-    folder.mkdir(parents=True, exist_ok=True)
-    every = max(1, int(round(1.0 / lesion_free_fraction))) if lesion_free_fraction > 0 else 0
-    out = []
-    for i in range(n):
-        check_cancel(cancel, "generating training volumes")
-        seed = seed0 + i
-        zpart = "" if z_center_mm == -10.0 else f"_z{z_center_mm:g}"
-        zpart += "" if placement == "anatomical" else f"_{placement}"
-        zpart += f"{host_hu_margin_px()}px" if placement == "host_hu" else ""
-        zpart += "" if region == "body" else f"_{region}"
-        path = folder / f"{seed}_{'x'.join(map(str, shape))}{zpart}.npz"
-        vol = None
-        if path.is_file():
-            try:
-                vol = _read_volume(path)
-            except (OSError, ValueError, KeyError):
-                vol = None
-        if vol is None:
-            vol = _generate_volume(seed, shape, bool(every) and i % every == every - 1, z_center_mm, placement, region)
-            _save_volume(vol, path)
-        out.append(vol)
-        prog((i + 1) / n, f"phantom {i + 1}/{n}")
-    return out
-
-
-# --------------------------------------------------------------------------- sampling
-def heat_target(
-    centers: NDArray[np.float64],
-    diameters: NDArray[np.float64],
-    origin: tuple[int, int, int],
-    out_shape: tuple[int, int, int],
-    spacing: tuple[float, float, float] = INTERNAL_SPACING,
-) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-    """Gaussian centre heat map and centre-offset target on the output grid of a crop.
-
-    Output voxel ``(s, a, b)`` sits at internal index
-    ``(k0 + s, j0 + 2a + 0.5, i0 + 2b + 0.5)``; each lesion contributes
-    ``exp(-d^2 / 2 sigma^2)`` with ``sigma = max(diameter / 4, 1.5 mm)``, and
-    the output voxel nearest to its centre is set to exactly 1.
-
-    Returns
-    -------
-    heat : ndarray (S, H, W)
-    offset : ndarray (S, 3, H, W)
-        Lesion centre minus voxel position (output voxels, z/y/x) in the
-        3x3x3 neighbourhood of each centre voxel, NaN elsewhere.
-    """
-    s, h, w = out_shape
-    k0, j0, i0 = origin
-    tgt = np.zeros(out_shape, np.float32)
-    off = np.full((s, 3, h, w), np.nan, np.float32)
-    if len(centers) == 0:
-        return tgt, off
-    kk = (k0 + np.arange(s)) * spacing[0]
-    jj = (j0 + OUTPUT_STRIDE * np.arange(h) + 0.5) * spacing[1]
-    ii = (i0 + OUTPUT_STRIDE * np.arange(w) + 0.5) * spacing[2]
-    order = np.argsort(-np.asarray(diameters))  # small lesions written last win shared voxels
-    for c, d in zip(centers[order], np.asarray(diameters)[order]):
-        cm = c * np.array(spacing)
-        sigma = max(d / 4.0, 1.5)
-        reach = 3 * sigma
-        if (
-            cm[0] < kk[0] - reach
-            or cm[0] > kk[-1] + reach
-            or cm[1] < jj[0] - reach
-            or cm[1] > jj[-1] + reach
-            or cm[2] < ii[0] - reach
-            or cm[2] > ii[-1] + reach
-        ):
-            continue
-        gz = np.exp(-((kk - cm[0]) ** 2) / (2 * sigma**2)).astype(np.float32)
-        gy = np.exp(-((jj - cm[1]) ** 2) / (2 * sigma**2)).astype(np.float32)
-        gx = np.exp(-((ii - cm[2]) ** 2) / (2 * sigma**2)).astype(np.float32)
-        np.maximum(tgt, gz[:, None, None] * gy[None, :, None] * gx[None, None, :], out=tgt)
-        co = np.array([c[0] - k0, (c[1] - j0 - 0.5) / OUTPUT_STRIDE, (c[2] - i0 - 0.5) / OUTPUT_STRIDE])
-        pk = tuple(int(round(v)) for v in co)
-        if all(0 <= p < n for p, n in zip(pk, out_shape)):
-            tgt[pk] = 1.0
-        for dz in (-1, 0, 1):
-            for dy in (-1, 0, 1):
-                for dx in (-1, 0, 1):
-                    q = (pk[0] + dz, pk[1] + dy, pk[2] + dx)
-                    if all(0 <= p < n for p, n in zip(q, out_shape)):
-                        off[q[0], :, q[1], q[2]] = co - np.array(q)
-    return tgt, off
-
-
-def sample_batch(
-    vols: list[TrainVolume],
-    rng: np.random.Generator,
-    batch: int,
-    hard_negatives: list[tuple[int, int, int, int]],
-    slices: int = CROP_SLICES,
-    crop: int = CROP_SIZE,
-    p_lesion: float = 0.6,
-    p_hard: float = 0.2,
-    augment: bool = True,
-    windows: tuple[tuple[float, float], ...] = WINDOWS,
-    p_paste: float = 0.0,
-    p_vessel: float = 0.0,
-    p_texture: float = 0.0,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Draw a batch of crops (input in the network's HU ``windows``).
-
-    With probability ``p_paste`` a crop gets one more lesion pasted anywhere
-    in the body (:func:`paste_lesion`; online copy-paste augmentation), so
-    lesions are also seen next to the spine, the skull or the body wall; with
-    probability ``p_vessel`` it gets a tube of enhanced-vessel HU pasted as a
-    negative (:func:`paste_vessel`); with probability ``p_texture`` its fat and
-    soft tissue get correlated texture (:func:`add_texture`).
-
-    Returns
-    -------
-    x : Tensor (B, S, (2*CONTEXT+1) * len(windows), crop, crop)
-        Normalised 2.5D input.
-    seg : Tensor (B, S, crop/2, crop/2)
-        Soft lesion-mask target.
-    heat : Tensor (B, S, crop/2, crop/2)
-        Centre heat-map target.
-    offset : Tensor (B, S, 3, crop/2, crop/2)
-        Centre-offset target near lesion centres, NaN elsewhere.
-    """
-    xs, segs, heats, offs = [], [], [], []
-    with_lesions = [i for i, v in enumerate(vols) if len(v.centers)]
-    for _ in range(batch):
-        u = rng.random()
-        if u < p_lesion and with_lesions:
-            vi = int(rng.choice(with_lesions))
-            v = vols[vi]
-            c = v.centers[rng.integers(len(v.centers))]
-            jit = np.array([slices / 3.0, crop / 3.0, crop / 3.0])
-            centre = c + rng.uniform(-1, 1, 3) * jit
-        elif u < p_lesion + p_hard and hard_negatives:
-            vi, k, j, i = hard_negatives[rng.integers(len(hard_negatives))]
-            v = vols[vi]
-            centre = np.array([k, j, i], float) + rng.uniform(-1, 1, 3) * np.array([2, crop / 6, crop / 6])
-        else:
-            vi = int(rng.integers(len(vols)))
-            v = vols[vi]
-            centre = rng.uniform(0, 1, 3) * np.array(v.hu.shape)
-        zs, hs, ws = v.hu.shape
-        k0 = int(np.clip(round(centre[0] - slices / 2), 0, max(0, zs - slices)))
-        j0 = int(np.clip(round(centre[1] - crop / 2), 0, max(0, hs - crop)))
-        i0 = int(np.clip(round(centre[2] - crop / 2), 0, max(0, ws - crop)))
-        kidx = np.clip(np.arange(k0 - CONTEXT, k0 + slices + CONTEXT), 0, zs - 1)
-        hu = v.hu[kidx, j0 : j0 + crop, i0 : i0 + crop].astype(np.float32)
-        lab = v.labels[k0 : k0 + slices, j0 : j0 + crop, i0 : i0 + crop].astype(np.float32)
-        if hu.shape[1:] != (crop, crop):  # volume smaller than the crop: pad with air
-            ph, pw = crop - hu.shape[1], crop - hu.shape[2]
-            hu = np.pad(hu, ((0, 0), (0, ph), (0, pw)), constant_values=-1000.0)
-            lab = np.pad(lab, ((0, 0), (0, ph), (0, pw)))
-        if lab.shape[0] < slices:
-            lab = np.pad(lab, ((0, slices - lab.shape[0]), (0, 0), (0, 0)), mode="edge")
-        centers, diameters = v.centers, v.diameters
-        if p_paste > 0 and rng.random() < p_paste:
-            hu, lab, pc, pd = paste_lesion(hu, lab, rng)
-            if len(pd):  # crop indices -> volume indices (hu starts CONTEXT slices above k0)
-                centers = np.concatenate([centers.reshape(-1, 3), pc + np.array([k0 - CONTEXT, j0, i0])])
-                diameters = np.concatenate([diameters, pd])
-        if p_vessel > 0 and rng.random() < p_vessel:
-            hu, _ = paste_vessel(hu, lab, rng)
-        if p_texture > 0 and rng.random() < p_texture:
-            hu = add_texture(hu, rng)
-        if augment:
-            if rng.random() < 0.5:
-                hu = hu + rng.normal(0.0, rng.uniform(2.0, 30.0), hu.shape).astype(np.float32)
-            hu = hu * rng.uniform(0.97, 1.03) + rng.uniform(-15, 15)
-        seg = lab.reshape(slices, crop // 2, 2, crop // 2, 2).mean(axis=(2, 4))
-        heat, off = heat_target(centers, diameters, (k0, j0, i0), seg.shape)  # type: ignore[arg-type]
-        xn = normalize_hu(hu, windows)  # (S + 2 * CONTEXT, windows, H, W)
-        ctx = np.arange(slices)[:, None] + np.arange(2 * CONTEXT + 1)[None, :]
-        x = xn[ctx].reshape(slices, -1, crop, crop)  # (S, context * windows, H, W), slice-major
-        if augment and rng.random() < 0.5:  # left-right flip; the x offset changes sign
-            x, seg, heat, off = x[..., ::-1], seg[..., ::-1], heat[..., ::-1], off[..., ::-1].copy()
-            off[:, 2] *= -1
-        xs.append(np.ascontiguousarray(x))
-        segs.append(np.ascontiguousarray(seg))
-        heats.append(np.ascontiguousarray(heat))
-        offs.append(np.ascontiguousarray(off))
-    return (
-        torch.from_numpy(np.stack(xs)),
-        torch.from_numpy(np.stack(segs)),
-        torch.from_numpy(np.stack(heats)),
-        torch.from_numpy(np.stack(offs)),
-    )
-
-
-# --------------------------------------------------------------------------- loss
-def detector_loss(
-    seg_logit: torch.Tensor,
-    heat_logit: torch.Tensor,
-    offset: torch.Tensor,
-    seg_t: torch.Tensor,
-    heat_t: torch.Tensor,
-    offset_t: torch.Tensor,
-    ohem_fraction: float = 0.02,
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """Segmentation BCE (+ OHEM term + soft Dice), CenterNet focal loss on the heat map, L1 on offsets.
-
-    The OHEM term is the mean BCE of the hardest ``ohem_fraction`` of the
-    negative pixels (at least as many as there are positive pixels), so false
-    positives on lesion-like tissue keep a large gradient after the easy
-    background is learnt; a matching term averages the BCE over the positive
-    (lesion) pixels so small lesions are not drowned by the background.
-    """
-    seg_logit = seg_logit.float()
-    heat_logit = heat_logit.float()
-    bce = F.binary_cross_entropy_with_logits(seg_logit, seg_t, reduction="none")
-    neg = seg_t < 0.5
-    neg_losses = bce[neg]
-    n_pos = int((~neg).sum())
-    k = min(neg_losses.numel(), max(int(ohem_fraction * bce.numel()), n_pos, 1))
-    ohem = neg_losses.topk(k).values.mean() if k > 0 else bce.new_zeros(())
-    # positive pixels get their own mean so tiny lesions are not drowned by the background
-    pos_px = ~neg
-    pos_term = bce[pos_px].mean() if bool(pos_px.any()) else bce.new_zeros(())
-    p = torch.sigmoid(seg_logit)
-    inter = (p * seg_t).sum()
-    dice = 1.0 - (2 * inter + 1.0) / (p.sum() + seg_t.sum() + 1.0)
-    seg_loss = bce.mean() + ohem + pos_term + 0.5 * dice
-    # CenterNet focal loss (alpha 2, beta 4)
-    hp = torch.sigmoid(heat_logit).clamp(1e-4, 1 - 1e-4)
-    pos = heat_t >= 1.0
-    logp = F.logsigmoid(heat_logit)
-    log1mp = F.logsigmoid(-heat_logit)
-    pos_loss = -(((1 - hp) ** 2) * logp)[pos].sum()
-    neg_loss = -((((1 - heat_t) ** 4) * hp**2) * log1mp)[~pos].sum()
-    n_peaks = max(int(pos.sum()), 1)
-    heat_loss = (pos_loss + neg_loss) / n_peaks
-    known = ~torch.isnan(offset_t)
-    if bool(known.any()):
-        off_loss = F.smooth_l1_loss(offset.float()[known], offset_t[known], beta=0.5)
-    else:
-        off_loss = offset.sum() * 0.0
-    total = seg_loss + heat_loss + off_loss
-    return total, {
-        "loss": float(total.detach()),
-        "offset": float(off_loss.detach()),
-        "seg": float(seg_loss.detach()),
-        "ohem": float(ohem.detach()),
-        "dice": float(dice.detach()),
-        "heat": float(heat_loss.detach()),
-    }
 
 
 # --------------------------------------------------------------------------- evaluation helpers
@@ -591,161 +195,6 @@ def validate(
     }
 
 
-# --------------------------------------------------------------------------- checkpoints
-def _optimizer_tensors(opt: torch.optim.Optimizer, model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    names = {id(p): n for n, p in model.named_parameters()}
-    out: dict[str, torch.Tensor] = {}
-    for group in opt.param_groups:
-        for p in group["params"]:
-            st = opt.state.get(p, {})
-            for key, val in st.items():
-                if isinstance(val, torch.Tensor):
-                    out[f"opt.{names[id(p)]}.{key}"] = val.detach().clone().reshape(val.shape)
-    return out
-
-
-def _load_optimizer(opt: torch.optim.Optimizer, model: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
-    params = dict(model.named_parameters())
-    for key, val in tensors.items():
-        if not key.startswith("opt."):
-            continue
-        pname, skey = key[4:].rsplit(".", 1)
-        if pname in params:
-            opt.state[params[pname]][skey] = val.clone()
-
-
-def save_checkpoint(
-    run: Path, model: LesionNet, opt: torch.optim.Optimizer, state: dict[str, Any], rng: np.random.Generator
-) -> Path:
-    """Atomically write ``checkpoint.safetensors`` + ``state.json`` into ``run``."""
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tensors.update({k: v.cpu().contiguous() for k, v in _optimizer_tensors(opt, model).items()})
-    tensors["rng.torch"] = torch.get_rng_state()
-    path = run / "checkpoint.safetensors"
-    tmp = run / ".checkpoint.safetensors.partial"
-    save_file(tensors, str(tmp))
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    st = dict(state)
-    st["numpy_rng"] = rng.bit_generator.state
-    write_json_atomic(run / "state.json", st)
-    return path
-
-
-def load_checkpoint(
-    run: Path, model: LesionNet, opt: torch.optim.Optimizer | None, rng: np.random.Generator | None
-) -> dict[str, Any]:
-    """Restore a run written by :func:`save_checkpoint`; returns the state dict."""
-    path = run / "checkpoint.safetensors"
-    try:
-        tensors = load_file(str(path))
-        state = json.loads((run / "state.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot resume from {run}: {exc}") from exc
-    msd = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
-    try:
-        model.load_state_dict(msd, strict=True)
-    except RuntimeError as exc:
-        raise ModelError(f"checkpoint {path} does not fit the model: {exc}") from exc
-    if opt is not None:
-        _load_optimizer(opt, model, tensors)
-    if "rng.torch" in tensors:
-        torch.set_rng_state(tensors["rng.torch"])
-    if rng is not None and "numpy_rng" in state:
-        rng.bit_generator.state = state["numpy_rng"]
-    return state
-
-
-def run_config(run: Path) -> dict[str, Any]:
-    """The architecture (``model_config``) a run's checkpoint was saved with; {} for the default one."""
-    try:
-        cfg = json.loads((run / "state.json").read_text(encoding="utf-8")).get("config") or {}
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot read the run state in {run}: {exc}") from exc
-    if not isinstance(cfg, dict):
-        raise ModelError(f"the run state in {run} has an invalid 'config' entry")
-    return cfg
-
-
-def parse_window(spec: str) -> tuple[float, float]:
-    """``"LO:HI"`` (HU) -> ``(lo, hi)``; a ModelError names a bad spec.
-
-    >>> parse_window("-20:100")
-    (-20.0, 100.0)
-    """
-    try:
-        lo, hi = (float(v) for v in str(spec).split(":"))
-    except ValueError:
-        raise ModelError(f"--window {spec!r}: expected LO:HI in HU, e.g. -20:100") from None
-    if not (hi > lo and -1100.0 <= lo and hi <= 3100.0):
-        raise ModelError(f"--window {spec!r}: need -1100 <= LO < HI <= 3100 HU")
-    return lo, hi
-
-
-def grown_config(
-    base: dict[str, Any] | None, refine: int | None, add_windows: Sequence[tuple[float, float]] = ()
-) -> dict[str, Any]:
-    """The architecture of a run: ``base`` (an --init card's config) grown by refinement blocks and input windows.
-
-    ``refine`` is the total number of refinement blocks; ``add_windows`` are
-    appended to the input windows. Both can only grow: a trained network
-    keeps what it has.
-
-    >>> cfg = grown_config({"context": 2, "widths": [16, 32, 48], "hidden": 24}, 2, [(-20.0, 100.0)])
-    >>> cfg["n_refine"], cfg["windows"][-1]
-    (2, [-20.0, 100.0])
-    """
-    cfg = dict(base or {})
-    have = int(cfg.get("n_refine", 0))
-    if refine is not None:
-        if not have <= int(refine) <= 8:
-            raise ModelError(f"--refine {refine}: choose {have}..8 (the init weights have {have})")
-        if int(refine):
-            cfg["n_refine"] = int(refine)
-            cfg.setdefault("refine_width", 32)
-    if add_windows:
-        old = config_windows(cfg)
-        new = tuple((float(lo), float(hi)) for lo, hi in add_windows)
-        if any(w in old for w in new) or len(set(new)) < len(new):
-            raise ModelError(f"--window: each added window must be new (the network has {[list(w) for w in old]})")
-        cfg["windows"] = [list(w) for w in old + new]
-    return cfg
-
-
-def plot_losses(history: list[dict[str, float]], path: Path) -> None:
-    """Write the loss curves (raw and moving average) as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if not history:
-        return
-    steps = np.array([h["step"] for h in history])
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for key, ax in (("loss", axes[0]), ("heat", axes[1])):
-        vals = np.array([h[key] for h in history])
-        win = max(1, len(vals) // 50)
-        ma = np.convolve(vals, np.ones(win) / win, mode="valid")
-        ax.plot(steps, vals, alpha=0.25, lw=0.6, label="per step")
-        ax.plot(steps[win - 1 :], ma, lw=1.5, label=f"moving mean ({win})")
-        ax.set_yscale("log")
-        ax.set_xlabel("step")
-        ax.set_title({"loss": "total loss", "heat": "centre heat-map loss (focal)"}[key])
-        ax.legend(fontsize=8)
-    segs = np.array([h["seg"] for h in history])
-    win = max(1, len(segs) // 50)
-    axes[0].plot(steps[win - 1 :], np.convolve(segs, np.ones(win) / win, mode="valid"), lw=1.2, label="segmentation (BCE+OHEM+Dice)")
-    axes[0].legend(fontsize=8)
-    fig.suptitle("MedViewer lesion detector training (phantoms)")
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.partial.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
-
-
 # --------------------------------------------------------------------------- model card
 def make_card(
     model: LesionNet,
@@ -797,35 +246,6 @@ def make_card(
 
 
 # --------------------------------------------------------------------------- main
-def _data_summary(vols: list[TrainVolume]) -> dict[str, Any]:
-    kinds: dict[str, int] = {}
-    for v in vols:
-        for k in v.kinds:
-            kinds[k] = kinds.get(k, 0) + 1
-    diam = np.concatenate([v.diameters for v in vols]) if vols else np.zeros(0)
-    return {
-        "n_volumes": len(vols),
-        "lesion_free_volumes": int(sum(len(v.centers) == 0 for v in vols)),
-        "n_lesions": int(len(diam)),
-        "lesion_kinds": kinds,
-        "diameter_mm_range": [round(float(diam.min()), 2), round(float(diam.max()), 2)] if len(diam) else [],
-        "seeds": [vols[0].seed, vols[-1].seed] if vols else [],
-    }
-
-
-def with_texture(vols: list[TrainVolume], seed: int = TEXTURED_VAL_SEED) -> list[TrainVolume]:
-    """Copies of ``vols`` with tissue texture (:func:`add_texture`, generator ``[seed, i]`` for volume ``i``).
-
-    The textured validation CPM tells how well a model finds lesions in
-    mottled tissue, as on real CT, where 1.5.0 lost most of its sensitivity
-    (validation CPM 0.782 plain, 0.482 textured).
-    """
-    return [
-        replace(v, hu=add_texture(np.asarray(v.hu, np.float32), np.random.default_rng([seed, i])).astype(np.float16))
-        for i, v in enumerate(vols)
-    ]
-
-
 def finalize(
     run: Path,
     model: LesionNet,
@@ -894,71 +314,6 @@ def install_checkpoint(
     out = run / "interim"
     out.mkdir(exist_ok=True)
     return finalize(out, model, state, val, info, torch.device("cpu"), install, version, progress)
-
-
-def volume_groups(specs: list[str] | None = None) -> dict[str, tuple[int, int]]:
-    """Training / validation volume counts per group, defaults overridden by ``GROUP=TRAIN/VAL`` specs.
-
-    Groups (see :data:`VOLUME_GROUPS`): ``chest`` (diaphragm level, lesions in
-    their organs), ``kidney`` (120 mm lower), ``host-hu`` (lesions placed by
-    host HU, half at each level) and ``head``. ``head=0/0`` drops a group;
-    ``chest=8`` sets only the training count.
-    """
-    out = dict(VOLUME_GROUPS)
-    for spec in specs or []:
-        name, sep, counts = spec.partition("=")
-        name = name.strip()
-        if not sep or name not in out:
-            raise ModelError(f"--volumes {spec!r}: expected GROUP=TRAIN[/VAL] with GROUP one of {', '.join(out)}")
-        train_s, _, val_s = counts.partition("/")
-        try:
-            n_train = int(train_s)
-            n_val = int(val_s) if val_s else out[name][1]
-        except ValueError:
-            raise ModelError(f"--volumes {spec!r}: the counts must be whole numbers") from None
-        if n_train < 0 or n_val < 0:
-            raise ModelError(f"--volumes {spec!r}: the counts must not be negative")
-        out[name] = (n_train, n_val)
-    if out["chest"][0] < 1 or out["chest"][1] < 1:
-        raise ModelError("--volumes chest=TRAIN/VAL: training and calibration need at least one volume each")
-    return out
-
-
-def host_hu_halves(n: int) -> list[tuple[float, int, int]]:
-    """Host-HU volumes split over the two levels: ``(z centre mm, count, seed offset)``, the odd one at the diaphragm."""
-    first = n // 2 + n % 2
-    return [(-10.0, first, 0), (Z_ABDOMEN_MM, n // 2, first)]
-
-
-def load_validation(
-    data: Path,
-    groups: dict[str, tuple[int, int]] | None = None,
-    shape: tuple[int, int, int] | None = None,
-    progress: ProgressFn | None = None,
-) -> list[TrainVolume]:
-    """The validation phantoms of every group (:func:`volume_groups`), generated into ``data/val`` once.
-
-    They are the same for every run with the same groups (fixed seeds), so a
-    model made without training (e.g. a weight average) is calibrated and
-    validated on exactly the volumes a trained one is.
-    """
-    groups = groups or volume_groups()
-    shape = shape or TRAIN_SHAPE
-    prog = Progress(progress)
-    n_val = groups["chest"][1]
-    val = load_volumes(data / "val", n_val, VAL_SEED0, shape, prog.sub(0.0, 0.4))  # type: ignore[arg-type]
-    n_val_abd = groups["kidney"][1]
-    if n_val_abd:
-        val += load_volumes(data / "val", n_val_abd, VAL_ABDOMEN_SEED0, shape, prog.sub(0.4, 0.6), z_center_mm=Z_ABDOMEN_MM)  # type: ignore[arg-type]
-    for part, (zc, nvh, offset) in enumerate(host_hu_halves(groups["host-hu"][1])):
-        if nvh:
-            val += load_volumes(data / "val", nvh, VAL_HOST_HU_SEED0 + offset, shape,  # type: ignore[arg-type]
-                                prog.sub(0.6 + 0.1 * part, 0.7 + 0.1 * part), z_center_mm=zc, placement="host_hu")
-    n_val_head = groups["head"][1]
-    if n_val_head:
-        val += load_volumes(data / "val", n_val_head, VAL_HEAD_SEED0, shape, prog.sub(0.8, 1.0),  # type: ignore[arg-type]
-                            z_center_mm=Z_HEAD_MM, placement="host_hu", region="head")
-    return val
 
 
 def parse_shape(spec: str | tuple[int, int, int]) -> tuple[int, int, int]:
@@ -1184,19 +539,10 @@ def main(args: argparse.Namespace) -> int:
 
 
 __all__ = [
-    "TrainVolume",
-    "load_volumes",
-    "heat_target",
-    "sample_batch",
-    "detector_loss",
     "volume_candidates",
     "validate",
-    "save_checkpoint",
-    "load_checkpoint",
-    "plot_losses",
     "make_card",
     "finalize",
     "install_checkpoint",
-    "load_validation",
     "main",
 ]
