@@ -477,7 +477,7 @@ def test_train_main_grows_init_weights_and_resumes_the_grown_run(tmp_path):
         device="cpu", seed=0, install=False, minutes=None, version="1.5.0-test", shape="16x96x96",
         volumes=["chest=1/1", "kidney=0/0", "host-hu=0/0", "head=0/0"], checkpoint_every=1, note=None,
     )
-    assert td.main(argparse.Namespace(steps=1, resume=False, refine=1, window=["-20:100"], **common)) == 0
+    assert td.main(argparse.Namespace(steps=1, resume=False, refine=1, window=["-20:100"], texture=0.3, **common)) == 0
     card = json.loads((tmp_path / "run" / "detector.json").read_text())
     assert card["config"]["n_refine"] == 1 and card["macs_per_internal_slice"] > 0.6e9
     assert card["input"]["windows_hu"][-1] == [-20.0, 100.0] and "3 HU windows" in card["architecture"]
@@ -488,9 +488,15 @@ def test_train_main_grows_init_weights_and_resumes_the_grown_run(tmp_path):
     res = detect_lesions(Volume(hu, spacing=(2.5, 1.4, 1.4)), device="cpu", models_folder=tmp_path / "run")
     assert res.model.version == "1.5.0-test" and res.confidence.shape == hu.shape  # the grown network runs in the app
     assert run_config(tmp_path / "run")["n_refine"] == 1
-    # resuming rebuilds the grown architecture from the run, whatever --refine says
+    # a finished run resumed without a larger step cap says so instead of finishing again
+    with pytest.raises(ModelError, match="already at step 1 and the step cap is 1"):
+        td.main(argparse.Namespace(steps=None, resume=True, refine=None, window=None, **common))
+    # resuming rebuilds the grown architecture from the run, whatever --refine says, and keeps the
+    # options the run was started with (here --texture) unless they are given again
     assert td.main(argparse.Namespace(steps=2, resume=True, refine=None, window=None, **common)) == 0
-    assert json.loads((tmp_path / "run" / "state.json").read_text())["step"] == 2
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["step"] == 2 and state["options"]["texture"] == 0.3 and state["options"]["steps"] == 2
+    assert "tissue texture" in json.loads((tmp_path / "run" / "detector.json").read_text())["training"]["augmentation"]
 
 
 @pytest.mark.parametrize(

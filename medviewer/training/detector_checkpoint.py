@@ -3,7 +3,8 @@
 :func:`save_checkpoint` / :func:`load_checkpoint` write and restore
 ``checkpoint.safetensors`` (model, optimizer moments, torch RNG state) and
 ``state.json`` (step, history, hard negatives, numpy RNG state, config);
-:func:`run_config` reads the architecture a run was saved with, and
+:func:`run_config` reads the architecture a run was saved with,
+:func:`resume_options` the training options it was started with, and
 :func:`grown_config` (with :func:`parse_window` for ``--window``) gives the one
 a new run grows from its ``--init`` weights; :func:`plot_losses` draws the loss
 curves.
@@ -11,6 +12,7 @@ curves.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from collections.abc import Sequence
@@ -89,6 +91,35 @@ def load_checkpoint(
     if rng is not None and "numpy_rng" in state:
         rng.bit_generator.state = state["numpy_rng"]
     return state
+
+
+#: Training options a run keeps across ``--resume`` unless given again (``state.json`` "options").
+RUN_OPTIONS: tuple[str, ...] = ("steps", "batch_size", "minutes", "paste", "vessels", "texture", "hard_negative_every")
+
+
+def run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The :data:`RUN_OPTIONS` given on this command line (``None`` where not given)."""
+    return {name: getattr(args, name, None) for name in RUN_OPTIONS}
+
+
+def resume_options(args: argparse.Namespace, run: Path) -> tuple[argparse.Namespace, list[str]]:
+    """``args`` with the options the run was started with filled in where this command line leaves them out.
+
+    A resumed run then continues as it was started (step cap, budget, augmentation) instead of
+    falling back to the defaults. Returns the new namespace and the ``--option value`` texts taken
+    from the run. Runs saved before options were recorded give ``args`` back unchanged.
+    """
+    try:
+        saved = json.loads((run / "state.json").read_text(encoding="utf-8")).get("options") or {}
+    except (OSError, ValueError, AttributeError):
+        saved = {}
+    merged = argparse.Namespace(**vars(args))
+    taken: list[str] = []
+    for name in RUN_OPTIONS:
+        if getattr(args, name, None) is None and saved.get(name) is not None:
+            setattr(merged, name, saved[name])
+            taken.append(f"--{name.replace('_', '-')} {saved[name]}")
+    return merged, taken
 
 
 def run_config(run: Path) -> dict[str, Any]:
@@ -181,6 +212,9 @@ def plot_losses(history: list[dict[str, float]], path: Path) -> None:
 
 
 __all__ = [
+    "RUN_OPTIONS",
+    "resume_options",
+    "run_options",
     "save_checkpoint",
     "load_checkpoint",
     "run_config",

@@ -300,7 +300,7 @@ def with_texture(vols: list[TrainVolume], seed: int = TEXTURED_VAL_SEED) -> list
     ]
 
 
-def _data_summary(vols: list[TrainVolume]) -> dict[str, Any]:
+def data_summary(vols: list[TrainVolume]) -> dict[str, Any]:
     kinds: dict[str, int] = {}
     for v in vols:
         for k in v.kinds:
@@ -323,4 +323,5 @@ __all__ = [
     "host_hu_halves",
     "load_validation",
     "with_texture",
+    "data_summary",
 ]

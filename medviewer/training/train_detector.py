@@ -78,7 +78,9 @@ from medviewer.training.detector_checkpoint import (
     load_checkpoint,
     parse_window,
     plot_losses,
+    resume_options,
     run_config,
+    run_options,
     save_checkpoint,
 )
 from medviewer.training.detector_data import (
@@ -93,7 +95,7 @@ from medviewer.training.detector_data import (
     Z_ABDOMEN_MM,
     Z_HEAD_MM,
     TrainVolume,
-    _data_summary,
+    data_summary,
     host_hu_halves,
     load_validation,
     load_volumes,
@@ -333,10 +335,15 @@ def parse_shape(spec: str | tuple[int, int, int]) -> tuple[int, int, int]:
 
 def main(args: argparse.Namespace) -> int:
     """Entry point of ``medviewer train detector`` (see the module docstring)."""
+    run = Path(args.out) if getattr(args, "out", None) else Path("runs/detector")
+    resuming = bool(getattr(args, "resume", False)) and (run / "checkpoint.safetensors").is_file()
+    if resuming:  # continue as started: options left out now come from the run
+        args, taken = resume_options(args, run)
+        if taken:
+            print(f"resuming with the run's {', '.join(taken)}", flush=True)
     seed = int(getattr(args, "seed", 0) or 0)
     steps = int(args.steps) if getattr(args, "steps", None) else DEFAULT_STEPS
     batch = int(args.batch_size) if getattr(args, "batch_size", None) else DEFAULT_BATCH
-    run = Path(args.out) if getattr(args, "out", None) else Path("runs/detector")
     data = Path(args.data) if getattr(args, "data", None) else cache_dir() / "detector_data"
     groups = volume_groups(getattr(args, "volumes", None))
     n_train, n_val = groups["chest"]
@@ -383,7 +390,6 @@ def main(args: argparse.Namespace) -> int:
     add_windows = [parse_window(w) for w in (getattr(args, "window", None) or [])]
     base_card: dict[str, Any] = {}
     init_tensors: dict[str, torch.Tensor] = {}
-    resuming = bool(getattr(args, "resume", False)) and (run / "checkpoint.safetensors").is_file()
     if resuming:
         arch = run_config(run)
     elif getattr(args, "init", None):
@@ -402,6 +408,11 @@ def main(args: argparse.Namespace) -> int:
         state = load_checkpoint(run, model, opt, rng)
         state.setdefault("train_seconds", 0.0)
         print(f"resumed from {run} at step {state['step']}", flush=True)
+        if int(state["step"]) >= steps and (run / f"{MODEL_NAME}.safetensors").is_file():
+            raise ModelError(
+                f"{run} is already at step {state['step']} and the step cap is {steps}: "
+                "give a larger --steps to train on (the final weights are already there)"
+            )
     elif getattr(args, "init", None):
         from medviewer.ai.weights import load_state_into, with_new_blocks
 
@@ -417,6 +428,7 @@ def main(args: argparse.Namespace) -> int:
             "sha256": base_card.get("sha256"),
         }
         print(f"fine-tuning from {args.init} ({state['initialised_from']['model']})", flush=True)
+    state["options"] = run_options(args)  # what a later --resume continues with
     if state.get("initialised_from"):
         lr_peak = 1e-3  # fine-tuning: warm restart of the schedule at half the from-scratch peak
     hard: list[tuple[int, int, int, int]] = [tuple(h) for h in state.get("hard_negatives", [])]  # type: ignore[misc]
@@ -502,8 +514,8 @@ def main(args: argparse.Namespace) -> int:
             f"centres at least {HOST_HU_MARGIN_MM:g} mm ({host_hu_margin_px()} px) inside the body outline",
             "head": f"{n_head} / {n_val_head}, brain CT phantoms (medviewer.training.phantom_head), lesions placed by host HU (same margin)",
         },
-        "train": _data_summary(train),
-        "validation": _data_summary(val),
+        "train": data_summary(train),
+        "validation": data_summary(val),
         "volume_shape": list(shape),
         "volume_spacing_mm": list(INTERNAL_SPACING),
         "steps": step,
