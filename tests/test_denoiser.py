@@ -251,6 +251,33 @@ def test_train_main_installs_weights_and_card(tmp_path, monkeypatch):
     assert model.config == SMALL
 
 
+def test_train_main_resume_keeps_the_runs_recipe(tmp_path, monkeypatch):
+    full, low = synthetic_pairs(n=4)
+
+    def fake_pairs(cache, cfg, workers=1, progress=None, cancel=None):
+        return full[:3], low[:3], full[3:, :32, :32], low[3:, :32, :32], {"pairs": 4, "pixel_mm": 0.7}
+
+    def small(seed: int = 0) -> TrainConfig:
+        return small_cfg(2, seed=seed)
+
+    small.from_json = TrainConfig.from_json  # type: ignore[attr-defined]
+    monkeypatch.setattr(td, "load_training_pairs", fake_pairs)
+    monkeypatch.setattr(td, "TrainConfig", small)
+    run = tmp_path / "run"
+    common = dict(out=run, device="cpu", batch_size=None, threads=None, data=tmp_path / "d", install=False, note=None,
+                  phantoms=None, head_phantoms=None, slices_per_phantom=None, minutes=None)
+    assert td.main(argparse.Namespace(steps=2, resume=False, seed=3, air_patches=0.25, target="full", version="9.1-test", **common)) == 0
+    # resumed with a larger step cap only: seed, air share, target and version stay the run's
+    assert td.main(argparse.Namespace(steps=3, resume=True, seed=0, **common)) == 0
+    meta = json.loads((run / "checkpoint.json").read_text())
+    assert meta["step"] == 3
+    config = meta["config"]
+    assert (config["seed"], config["air_patches"], config["target"], config["version"]) == (3, 0.25, "full", "9.1-test")
+    assert TrainConfig.from_json(config).to_json() == config  # the recipe round-trips
+    card = json.loads((run / "model" / "denoiser.json").read_text())
+    assert "taken wherever they fall" in card["training"]["patch_sampling"] and card["training"]["steps"] == 3
+
+
 SHIPPED = models_dir() / "denoiser.safetensors"
 
 

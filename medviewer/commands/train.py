@@ -58,7 +58,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
             q.add_argument(
                 "--target",
                 choices=("clean", "full"),
-                default="clean",
+                default=None,
                 help="what the generator learns to output: the noise-free phantom (default) or the "
                 "simulated full-dose scan, which keeps full-dose noise",
             )

@@ -30,7 +30,7 @@ import shutil
 import signal
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +133,20 @@ class TrainConfig:
         d["loss"] = self.loss.to_json()
         d["arch"] = self.arch.to_json()
         return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "TrainConfig":
+        """Inverse of :meth:`to_json` (unknown keys ignored, missing ones at their defaults)."""
+        names = {f.name for f in fields(cls)}
+        kw: dict[str, Any] = {k: v for k, v in d.items() if k in names}
+        for key in ("doses", "pixel_sizes", "head_pixel_sizes", "noise_scale", "hu_offset"):
+            if kw.get(key) is not None:
+                kw[key] = tuple(kw[key])
+        if isinstance(kw.get("loss"), dict):
+            kw["loss"] = LossWeights(**kw["loss"])
+        if isinstance(kw.get("arch"), dict):
+            kw["arch"] = DenoiserConfig.from_json(kw["arch"])
+        return cls(**kw)
 
 
 # --------------------------------------------------------------- sampling
@@ -832,6 +846,13 @@ def main(args: argparse.Namespace) -> int:
     out: Path = args.out or Path("runs") / MODEL_NAME
     out.mkdir(parents=True, exist_ok=True)
     cfg = TrainConfig(seed=int(args.seed))
+    resuming = bool(args.resume) and (out / "checkpoint.json").is_file()
+    if resuming:  # continue as started: the run's recipe, with only the options given now changed
+        try:
+            cfg = TrainConfig.from_json(json.loads((out / "checkpoint.json").read_text(encoding="utf-8"))["config"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ModelError(f"cannot resume from {out}: its checkpoint.json has no readable config ({exc})") from exc
+        print(f"resuming {out} with its recipe (seed {cfg.seed}, air patches {cfg.air_patches:g}, target {cfg.target})", flush=True)
     if args.steps is not None:
         cfg.steps = int(args.steps)
     if args.batch_size:
@@ -839,7 +860,7 @@ def main(args: argparse.Namespace) -> int:
     cfg.target = str(getattr(args, "target", None) or cfg.target)
     init = getattr(args, "init", None)
     base: dict[str, Any] = {}  # the card of the --init weights
-    if init is not None:
+    if init is not None and not resuming:
         from medviewer.ai.weights import load_card
 
         cfg.init = str(init)
@@ -847,8 +868,15 @@ def main(args: argparse.Namespace) -> int:
         base = load_card(MODEL_NAME, Path(init))
         arch = (base.get("architecture") or {}).get("config") or {}
         cfg.arch = DenoiserConfig.from_json(arch if isinstance(arch, dict) else {})
+    elif resuming and cfg.init:  # provenance for the card; the weights come from the checkpoint
+        from medviewer.ai.weights import load_card
+
+        try:
+            base = load_card(MODEL_NAME, Path(cfg.init))
+        except ModelError:
+            base = {}
     refine = getattr(args, "refine", None)
-    if refine is not None:
+    if refine is not None and not resuming:
         if int(refine) < cfg.arch.n_refine or int(refine) > 8:
             raise ModelError(f"--refine {refine}: choose {cfg.arch.n_refine}..8 (the init weights have {cfg.arch.n_refine})")
         cfg.arch = replace(cfg.arch, n_refine=int(refine))
