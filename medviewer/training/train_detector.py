@@ -15,7 +15,8 @@ volumes and the positions of its false positives join a pool of hard
 negatives that later crops are centred on.
 
 Checkpoints are safetensors only (model, optimizer moments, RNG state) plus a
-JSON state file; ``--resume`` continues from them. At the end the candidate
+JSON state file; ``--resume`` continues from them with the options the run
+was started with (``state.json`` "options"), unless given again. At the end the candidate
 scores are calibrated by temperature scaling on validation phantoms (seeds
 disjoint from training), and ``--install`` writes
 ``resources/models/detector.safetensors`` and its model card.
