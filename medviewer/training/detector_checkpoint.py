@@ -98,7 +98,7 @@ RUN_OPTIONS: tuple[str, ...] = ("steps", "batch_size", "minutes", "paste", "vess
 
 
 def run_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The :data:`RUN_OPTIONS` given on this command line (``None`` where not given)."""
+    """The :data:`RUN_OPTIONS` of ``args`` (``None`` where neither given nor taken from the run)."""
     return {name: getattr(args, name, None) for name in RUN_OPTIONS}
 
 

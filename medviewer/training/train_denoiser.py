@@ -66,6 +66,10 @@ full-dose scan *of a body phantom at that pixel size*: on a slice whose low-dose
 already that low (a head at 0.39 mm with 19 HU) it removed almost nothing (5.6 HU of
 18.8). ``clean`` asks for everything that is noise, which is what PSNR against a
 noise-free or full-dose reference rewards."""
+AIR_PATCH_MEAN_HU = -800.0
+"""Training patches whose full-dose mean is below this (HU) are mostly air."""
+AIR_PATCH_DRAWS = 6
+"""Draws per patch while they come out mostly air (see ``TrainConfig.air_patches``)."""
 PIXEL_SIZES_MM: tuple[float, ...] = (0.3, 0.4, 0.5, 0.7, 0.9)
 """Pixel sizes of the training slices: clinical reconstructions range from ~0.3 mm (small
 field of view) to ~0.9 mm (large patients); the noise texture in pixels changes with them."""
@@ -172,7 +176,7 @@ class PatchSampler:
         low: NDArray[np.float32],
         patch: int,
         rng: np.random.Generator,
-        min_mean_hu: float = -800.0,
+        min_mean_hu: float = AIR_PATCH_MEAN_HU,
         noise_scale: tuple[float, float] | None = None,
         hu_offset: tuple[float, float] | None = None,
         air_share: float = 0.0,
@@ -194,7 +198,7 @@ class PatchSampler:
         fulls = np.empty((batch, p, p), np.float32)
         lows = np.empty((batch, p, p), np.float32)
         for b in range(batch):
-            tries = 1 if self.air_share and self.rng.random() < self.air_share else 6
+            tries = 1 if self.air_share and self.rng.random() < self.air_share else AIR_PATCH_DRAWS
             for _ in range(tries):
                 i = int(self.rng.integers(n))
                 y = int(self.rng.integers(h - p + 1))
@@ -600,7 +604,8 @@ def build_card(
             "batch_size": cfg.batch_size,
             "patch_px": cfg.patch,
             "patch_sampling": (
-                "patches that are mostly air (full-dose mean below -800 HU) redrawn up to 6 times"
+                f"patches that are mostly air (full-dose mean below {AIR_PATCH_MEAN_HU:g} HU) drawn up to "
+                f"{AIR_PATCH_DRAWS} times"
                 + (f", except {100 * cfg.air_patches:g} % of the patches, taken wherever they fall" if cfg.air_patches else "")
             ),
             "augmentation": "random flips and 90-degree turns"
