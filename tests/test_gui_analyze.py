@@ -233,6 +233,21 @@ def test_analyze_shows_findings_overlays_and_review(window, qtbot, messages, ora
     np.testing.assert_array_equal(side.side_pixels(), vol.voxels[k])  # side view: the other version
     side.set_mode("difference")
     np.testing.assert_allclose(side.side_pixels(), den.voxels[k] - vol.voxels[k], atol=1e-4)
+    # strength 50 %: half the removed noise put back, computed on a worker; main view, side view
+    # (difference) and the export follow; detection is not rerun
+    side.request_strength(0.5)
+    qtbot.waitUntil(lambda: side.strength == 0.5, timeout=10000)
+    half = vol.voxels[k] + 0.5 * (den.voxels[k] - vol.voxels[k])
+    np.testing.assert_allclose(axial.displayed_image(), half, atol=1e-3)
+    np.testing.assert_allclose(side.side_pixels(), half - vol.voxels[k], atol=1e-3)
+    assert side.denoised.metadata.series_description.endswith("[AI denoised 50 %]")
+    assert "50 %" in side.caption.text() and ctl.current.result.detection is det_res
+    dialog = ctl.open_export_dialog()
+    assert dialog is not None and dialog.denoised is side.denoised
+    dialog.close()
+    side.request_strength(1.0)
+    qtbot.waitUntil(lambda: side.strength == 1.0, timeout=10000)
+    np.testing.assert_array_equal(axial.displayed_image(), den.voxels[k])
     qtbot.keyClick(window.viewer.active_view, Qt.Key.Key_D)
     assert not side.showing_denoised
     np.testing.assert_array_equal(axial.displayed_image(), vol.voxels[k])

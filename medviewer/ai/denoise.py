@@ -25,6 +25,16 @@ import torch
 import torch.nn.functional as F
 from numpy.typing import NDArray
 
+from medviewer.ai.denoise_strength import (
+    DEFAULT_STRENGTH,
+    DERIVED_LABEL,
+    MIN_STRENGTH,
+    blend,
+    check_strength,
+    labelled,
+    strength_label,
+    with_strength,
+)
 from medviewer.ai.denoiser import SIZE_MULTIPLE, DenoiserConfig, DenoiserNet
 from medviewer.ai.device import resolve_device
 from medviewer.ai.results import ModelInfo
@@ -34,7 +44,6 @@ from medviewer.progress import CancelFn, Progress, ProgressFn, check_cancel
 from medviewer.volume import Volume
 
 MODEL_NAME = "denoiser"
-DERIVED_LABEL = "AI denoised"
 TILE = 1024
 """Slices with a side above this are split into tiles of this size."""
 TILE_OVERLAP = 64
@@ -226,6 +235,7 @@ def denoise_volume(
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
     folder: Path | None = None,
+    strength: float = DEFAULT_STRENGTH,
 ) -> Volume:
     """Denoise a CT volume; returns a new derived Volume (the source is untouched).
 
@@ -241,16 +251,22 @@ def denoise_volume(
         Checked between batches; raises :class:`~medviewer.errors.CancelledError`.
     folder : Path, optional
         Weights folder (default: resources/models).
+    strength : float
+        Share of the predicted noise removed, in [:data:`MIN_STRENGTH`, 1]
+        (:mod:`medviewer.ai.denoise_strength`).
 
     Returns
     -------
     Volume
         Same geometry; ``metadata.derived_from == "AI denoised"``, series
-        description suffixed with ``" [AI denoised]"``, the model's name and
-        version in ``metadata.extra["denoiser"]``.
+        description suffixed with ``" [AI denoised]"`` (``" [AI denoised 70 %]"``
+        below full strength), the model's name, version and the strength in
+        ``metadata.extra["denoiser"]``.
 
     Raises
     ------
+    ValueError
+        ``strength`` outside [:data:`MIN_STRENGTH`, 1].
     ModelError
         Missing/corrupt weights, a colour or non-CT volume, NaN voxels.
     CancelledError
@@ -267,19 +283,24 @@ def denoise_volume(
     modality = (volume.metadata.modality or "CT").upper()
     if modality != "CT":
         raise ModelError(f"the denoiser is trained for CT in HU; this series is {modality}")
+    s = check_strength(strength)
     info = denoiser_info(folder)
     voxels = denoise_slices(volume.voxels, device=device, folder=folder, progress=progress, cancel=cancel)
-    meta = volume.metadata
-    desc = (meta.series_description or "").strip()
-    extra = dict(meta.extra)
-    extra["denoiser"] = {"name": info.name, "version": info.version, "intended_use": info.intended_use}
-    return volume.with_voxels(
-        voxels,
-        derived_from=DERIVED_LABEL,
-        series_description=f"{desc} [{DERIVED_LABEL}]".strip(),
-        extra=extra,
-        warnings=list(meta.warnings),
-    )
+    if s != 1.0:
+        voxels = blend(volume.voxels, voxels, s)
+    return labelled(volume, voxels, s, {"name": info.name, "version": info.version, "intended_use": info.intended_use})
 
 
-__all__ = ["denoise_volume", "denoise_slices", "denoiser_info", "load_denoiser", "clear_cache", "DERIVED_LABEL"]
+__all__ = [
+    "denoise_volume",
+    "denoise_slices",
+    "denoiser_info",
+    "load_denoiser",
+    "clear_cache",
+    "check_strength",
+    "strength_label",
+    "with_strength",
+    "DERIVED_LABEL",
+    "DEFAULT_STRENGTH",
+    "MIN_STRENGTH",
+]

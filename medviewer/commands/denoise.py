@@ -15,8 +15,25 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("output", type=Path, metavar="OUT", help="new folder for the derived series (must not exist)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--series", default=None, metavar="UID", help="Series Instance UID when IN holds several series")
+    p.add_argument(
+        "--strength",
+        type=_strength,
+        default=1.0,
+        metavar="S",
+        help="share of the predicted noise removed, 0.1-1 (default 1: all of it); e.g. 0.7 keeps some noise grain, "
+        "as vendors' iterative-reconstruction blend levels do; tagged in the series description",
+    )
     p.add_argument("--weights", type=Path, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=_run)
+
+
+def _strength(text: str) -> float:
+    from medviewer.ai.denoise import check_strength
+
+    try:
+        return check_strength(float(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -35,7 +52,9 @@ def _run(args: argparse.Namespace) -> int:
     info = denoiser_info(args.weights)  # fail early on missing weights
     volume = load(src_path, series_uid=args.series, progress=console_progress("load    "))
     t1 = time.perf_counter()
-    denoised = denoise_volume(volume, device=args.device, progress=console_progress("denoise "), folder=args.weights)
+    denoised = denoise_volume(
+        volume, device=args.device, progress=console_progress("denoise "), folder=args.weights, strength=args.strength
+    )
     t2 = time.perf_counter()
     files = write_derived_series(
         denoised, volume, out, model=info, protected=[src_path], progress=console_progress("write   ")

@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 ANALYZE_CHANNEL = "analyze"
 PREWARM_CHANNEL = "analyze-prewarm"
+STRENGTH_CHANNEL = "denoise-strength"
 PREWARM_DELAY_MS = 0
 """Importing torch holds the GIL for up to ~0.7 s in one stretch (shared-library loading, measured
 on a loaded 2-core machine): do it once at start-up on a worker, while the user picks a study,
@@ -103,6 +104,22 @@ class AnalysisRecord:
     seconds: float = 0.0
     summary: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def strength_task(original: Volume, denoised: Volume, strength: float) -> Any:
+    """A worker task: the denoised volume at ``strength`` and its difference map."""
+
+    def task(progress: Any, cancel: Any) -> tuple[float, Volume, Volume, float]:
+        from medviewer.ai.denoise_strength import with_strength
+        from medviewer.gui.denoised_review import difference_volume
+
+        if progress is not None:
+            progress(0.0, f"denoising strength {round(100 * strength)} %")
+        vol = with_strength(original, denoised, strength)
+        diff, width = difference_volume(original, vol)
+        return strength, vol, diff, width
+
+    return task
 
 
 def run_analysis(volume: Volume, denoise: bool, device: str | None, progress: Any, cancel: Any) -> AnalysisRecord:
@@ -247,6 +264,7 @@ class AnalysisController(QtCore.QObject):
         self.findings_panel.review_changed.connect(lambda _f: self._update_markers())
         self.findings_panel.finding_activated.connect(self.show_finding)
         self.denoised_review.shown_changed.connect(self._denoised_shown)
+        self.denoised_review.strength_requested.connect(self._strength_requested)
         self.viewer.volume_changed.connect(self._volume_changed)
         window.series_loaded.connect(self._series_loaded)
         window.runner.task_ended.connect(self._task_ended)
@@ -464,11 +482,47 @@ class AnalysisController(QtCore.QObject):
         self.device_label.setText(self._device_text(record))
         # the original is what the viewer shows now (same pixels as the analysed source)
         if res.denoised is not None:
-            self.denoised_review.set_volumes(shown, res.denoised, record.difference, record.difference_width)
+            at = record.extra.get("strength_result")  # (strength, volume, difference, width) chosen earlier
+            if at is not None:
+                self.denoised_review.set_volumes(shown, at[1], at[2], at[3], strength=at[0])
+            else:
+                self.denoised_review.set_volumes(shown, res.denoised, record.difference, record.difference_width)
         else:
             self.denoised_review.clear()
         self._update_markers()
         self._sync_actions()
+
+    def _strength_requested(self, strength: float) -> None:
+        """The reader chose another denoising strength: blend on a worker, then show and export it."""
+        record = self.current
+        review = self.denoised_review
+        if record is None or record.result.denoised is None or review.original is None:
+            return
+        if strength == 1.0:
+            record.extra.pop("strength_result", None)
+            self._strength_ready(record, (1.0, record.result.denoised, record.difference, record.difference_width))
+            return
+
+        def done(value: Any, record: AnalysisRecord = record) -> None:
+            self._strength_ready(record, value)
+
+        self.window.runner.start(
+            STRENGTH_CHANNEL,
+            strength_task(review.original, record.result.denoised, strength),
+            on_finished=done,
+            on_failed=lambda exc: self.window.show_error("Denoising strength", str(exc)),
+        )
+
+    def _strength_ready(self, record: AnalysisRecord, value: tuple[float, Volume, Volume | None, float]) -> None:
+        strength, vol, diff, width = value
+        if strength != 1.0:
+            record.extra["strength_result"] = value
+        if record is not self.current:
+            return  # another series is shown now; kept with its record
+        self.denoised_review.set_denoised(vol, diff, width, strength)
+        if self.export_dialog is not None and not self.export_dialog.running and self.export_dialog.detection is record.result.detection:
+            self.export_dialog.denoised = vol
+        self.window.statusBar().showMessage(f"Denoised review at strength {round(100 * strength)} %", 4000)
 
     def _threshold_changed(self, value: float) -> None:
         if self.current is not None:
@@ -537,7 +591,7 @@ class AnalysisController(QtCore.QObject):
             self.export_dialog = None
         if self.export_dialog is None:
             self.export_dialog = ExportDialog(
-                res.source, res.detection, self.window.runner, denoised=res.denoised,
+                res.source, res.detection, self.window.runner, denoised=self.denoised_review.denoised or res.denoised,
                 show_error=self.window.show_error, parent=self.window,
             )
             self.export_dialog.export_finished.connect(

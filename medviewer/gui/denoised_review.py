@@ -7,7 +7,10 @@ denoised one. The side view (:class:`DenoisedReviewWidget`) shows, next to
 the main view and synced with it (plane, slice, zoom/pan, window), either the
 other version (original when the main view shows denoised and vice versa) or
 the difference map ``denoised - original`` in HU with its own symmetric
-window, so the reader sees what the network changed.
+window, so the reader sees what the network changed. The strength box puts back a share
+of the removed noise (:mod:`medviewer.ai.denoise_strength`, as vendors' blend levels):
+the controller computes that volume on a worker and hands it back with
+:meth:`DenoisedReviewWidget.set_denoised`.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PySide6 import QtCore, QtWidgets
 
+from medviewer.ai.denoise_strength import STRENGTH_LEVELS, strength_label
 from medviewer.gui.mpr import ViewerWidget
 from medviewer.gui.slice_view import SliceView
 from medviewer.viewing import PLANES, Marker
@@ -61,9 +65,13 @@ class DenoisedReviewWidget(QtWidgets.QWidget):
     -------
     shown_changed(bool)
         True when the main viewer now shows the denoised pixels.
+    strength_requested(float)
+        The reader chose another strength (one of ``STRENGTH_LEVELS``); the
+        controller answers with :meth:`set_denoised`.
     """
 
     shown_changed = QtCore.Signal(bool)
+    strength_requested = QtCore.Signal(float)
 
     def __init__(self, viewer: ViewerWidget, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
@@ -73,7 +81,9 @@ class DenoisedReviewWidget(QtWidgets.QWidget):
         self.difference: Volume | None = None
         self.difference_width = 100.0
         self.showing_denoised = False
+        self.strength = 1.0
         self._syncing = False
+        self._setting_strength = False
         self.mode_combo = QtWidgets.QComboBox(self)
         self.mode_combo.addItem("Other version (original ↔ denoised)", "other")
         self.mode_combo.addItem("Difference (denoised − original)", "difference")
@@ -82,6 +92,15 @@ class DenoisedReviewWidget(QtWidgets.QWidget):
         self.toggle_button = QtWidgets.QPushButton("Show denoised (D)", self)
         self.toggle_button.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
         self.toggle_button.clicked.connect(self.toggle)
+        self.strength_combo = QtWidgets.QComboBox(self)
+        for level in STRENGTH_LEVELS:
+            self.strength_combo.addItem(f"{round(100 * level)} %", level)
+        self.strength_combo.setToolTip(
+            "Denoising strength: the share of the predicted noise removed; lower levels put back "
+            "some of the original noise grain (display and export; detection used 100 %)"
+        )
+        self.strength_combo.setFocusPolicy(QtCore.Qt.FocusPolicy.NoFocus)
+        self.strength_combo.currentIndexChanged.connect(self._strength_chosen)
         self.caption = QtWidgets.QLabel("No denoised series — run Analyze with denoising on.", self)
         self.caption.setWordWrap(True)
         self.stack = QtWidgets.QStackedWidget(self)
@@ -94,6 +113,8 @@ class DenoisedReviewWidget(QtWidgets.QWidget):
         top = QtWidgets.QHBoxLayout()
         top.addWidget(self.toggle_button)
         top.addWidget(self.mode_combo, 1)
+        top.addWidget(QtWidgets.QLabel("Strength", self))
+        top.addWidget(self.strength_combo)
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addLayout(top)
@@ -124,20 +145,57 @@ class DenoisedReviewWidget(QtWidgets.QWidget):
         self.mode_combo.setCurrentIndex(MODES.index(mode))
 
     def set_volumes(
-        self, original: Volume | None, denoised: Volume | None, difference: Volume | None = None, difference_width: float = 100.0
+        self,
+        original: Volume | None,
+        denoised: Volume | None,
+        difference: Volume | None = None,
+        difference_width: float = 100.0,
+        strength: float = 1.0,
     ) -> None:
         """The shown series (``original``, displayed by the viewer) and its denoised version.
 
         ``difference`` (``denoised - original``) is computed on a worker by the
         caller (:func:`difference_volume`); None leaves the difference mode empty.
+        ``strength`` is the level ``denoised`` was made at (shown in the box).
         """
         if denoised is not None and original is not None and denoised.shape != original.shape:
             raise ValueError(f"denoised volume {denoised.shape} does not match the original {original.shape}")
         self.original, self.denoised = original, denoised
         self.difference, self.difference_width = difference, float(difference_width)
         self.showing_denoised = False
+        self._show_strength(strength)
         self._refresh_side()
         self._sync_button()
+
+    def set_denoised(self, denoised: Volume, difference: Volume | None, difference_width: float, strength: float) -> None:
+        """Replace the denoised version (another strength), keeping what the main view shows."""
+        if self.original is None or denoised.shape != self.original.shape:
+            raise ValueError("the denoised volume does not match the shown series")
+        self.denoised = denoised
+        self.difference, self.difference_width = difference, float(difference_width)
+        self._show_strength(strength)
+        if self.showing_denoised and self.viewer.volume is not None and self.viewer.volume.shape == denoised.shape:
+            self.viewer.replace_voxels(denoised.voxels, derived_from=DENOISED_LABEL)
+        self._refresh_side()
+        self._sync_button()
+
+    def request_strength(self, strength: float) -> None:
+        """Choose a level as the reader would (emits :attr:`strength_requested`)."""
+        self.strength_combo.setCurrentIndex(STRENGTH_LEVELS.index(float(strength)))
+
+    def _show_strength(self, strength: float) -> None:
+        self.strength = float(strength)
+        self._setting_strength = True
+        try:
+            index = self.strength_combo.findData(self.strength)
+            self.strength_combo.setCurrentIndex(index if index >= 0 else 0)
+        finally:
+            self._setting_strength = False
+
+    def _strength_chosen(self, _index: int) -> None:
+        level = float(self.strength_combo.currentData())
+        if not self._setting_strength and self.available and level != self.strength:
+            self.strength_requested.emit(level)
 
     def clear(self) -> None:
         """Forget the volumes (another series is shown); the viewer is not touched."""
@@ -174,6 +232,7 @@ class DenoisedReviewWidget(QtWidgets.QWidget):
     def _sync_button(self) -> None:
         self.toggle_button.setEnabled(self.available)
         self.mode_combo.setEnabled(self.available)
+        self.strength_combo.setEnabled(self.available)
         self.toggle_button.setText("Show original (D)" if self.showing_denoised else "Show denoised (D)")
 
     # ------------------------------------------------------------------ side view
@@ -198,11 +257,13 @@ class DenoisedReviewWidget(QtWidgets.QWidget):
             self.caption.setText("No denoised series — run Analyze with denoising on."
                                  if not self.available else "Difference map not computed.")
         elif self.mode == "difference":
-            self.caption.setText(f"Difference {DIFFERENCE_LABEL} (HU, window ±{self.difference_width / 2:.0f}); "
+            self.caption.setText(f"Difference {DIFFERENCE_LABEL} at {round(100 * self.strength)} % strength "
+                                 f"(HU, window ±{self.difference_width / 2:.0f}); "
                                  f"main view: {'denoised' if self.showing_denoised else 'original'}")
         else:
-            self.caption.setText(f"Side: {'original' if self.showing_denoised else 'AI denoised'} — "
-                                 f"main: {'AI denoised' if self.showing_denoised else 'original'}")
+            label = strength_label(self.strength)
+            self.caption.setText(f"Side: {'original' if self.showing_denoised else label} — "
+                                 f"main: {label if self.showing_denoised else 'original'}")
         self._sync_window()
         self.sync()
 

@@ -67,6 +67,21 @@ _COPIED = (
 )
 
 
+def fit_description(text: str, limit: int = 64) -> str:
+    """``text`` cut to ``limit`` characters (the LO limit of SeriesDescription), keeping a
+    trailing ``" [tag]"`` such as ``" [AI denoised 70 %]"`` whole: the source part is cut.
+
+    >>> fit_description("A" * 70 + " [AI denoised]")[-15:]
+    'A [AI denoised]'
+    """
+    if len(text) <= limit:
+        return text
+    head, sep, tag = text.rpartition(" [")
+    if sep and head and text.endswith("]") and len(tag) + 2 < limit:
+        return head[: limit - len(tag) - 2].rstrip() + " [" + tag
+    return text[:limit]
+
+
 def _code(value: str, scheme: str, meaning: str) -> Dataset:
     ds = Dataset()
     ds.CodeValue = value
@@ -161,7 +176,7 @@ def build_derived_slice(
     ds.Modality = "CT"
     ds.SeriesInstanceUID = series_uid
     ds.SeriesNumber = series_number
-    ds.SeriesDescription = (derived.metadata.series_description or "[AI denoised]")[:64]
+    ds.SeriesDescription = fit_description(derived.metadata.series_description or "[AI denoised]")
     ds.SeriesDate = when.strftime("%Y%m%d")
     ds.SeriesTime = when.strftime("%H%M%S")
     ds.ContentDate = ds.SeriesDate
@@ -283,8 +298,14 @@ def write_derived_series(
     when = datetime.now()
     series_uid = generate_uid()
     series_number = int(source.metadata.series_number or 0) + 1000
+    strength = (derived.metadata.extra.get("denoiser") or {}).get("strength")
+    kept = (
+        f"; strength {round(100 * float(strength))} %: {round(100 * (1 - float(strength)))} % of the removed noise put back"
+        if strength is not None and float(strength) < 1.0
+        else ""
+    )
     desc = derivation or (
-        f"Denoised by {model.manufacturer} {model.name} {model.version} (AI, residual noise prediction). {RESEARCH_NOTE}"
+        f"Denoised by {model.manufacturer} {model.name} {model.version} (AI, residual noise prediction{kept}). {RESEARCH_NOTE}"
     )
     prog = Progress(progress)
     names: list[str] = []
