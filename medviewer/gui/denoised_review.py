@@ -68,10 +68,13 @@ class DenoisedReviewWidget(QtWidgets.QWidget):
     strength_requested(float)
         The reader chose another strength (one of ``STRENGTH_LEVELS``); the
         controller answers with :meth:`set_denoised`.
+    strength_applied(float)
+        :meth:`set_denoised` installed the volume of that strength.
     """
 
     shown_changed = QtCore.Signal(bool)
     strength_requested = QtCore.Signal(float)
+    strength_applied = QtCore.Signal(float)
 
     def __init__(self, viewer: ViewerWidget, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
@@ -178,6 +181,7 @@ class DenoisedReviewWidget(QtWidgets.QWidget):
             self.viewer.replace_voxels(denoised.voxels, derived_from=DENOISED_LABEL)
         self._refresh_side()
         self._sync_button()
+        self.strength_applied.emit(self.strength)
 
     def request_strength(self, strength: float) -> None:
         """Choose a level as the reader would (emits :attr:`strength_requested`)."""
