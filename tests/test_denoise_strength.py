@@ -78,3 +78,28 @@ def test_denoise_command_with_strength(tmp_path, capsys):
         cli_main(["denoise", str(folder), str(tmp_path / "e"), "--strength", "1.5"])
     assert "between 0.1 and 1" in capsys.readouterr().err
     assert not (tmp_path / "e").exists()
+
+
+def test_analyze_report_exports_the_denoised_series_at_the_strength(tmp_path, monkeypatch):
+    import torch
+
+    import tests.test_denoiser as td_tests
+    from medviewer.ai.detector import build_model, model_config
+    from medviewer.ai.weights import save_weights
+
+    models = tmp_path / "resources" / "models"
+    td_tests.make_weights(models)
+    torch.manual_seed(0)
+    net = build_model()
+    save_weights("detector", net.state_dict(), {"version": "0.0.0-test", "config": model_config(net)}, models)
+    monkeypatch.setenv("MEDVIEWER_RESOURCES", str(tmp_path / "resources"))
+    write_series(tmp_path / "in", n_slices=6, rows=48, columns=48, description="Chest")
+    args = ["analyze", str(tmp_path / "in"), "--device", "cpu", "--denoise", "--strength", "0.7"]
+    assert cli_main([*args, "--output", str(tmp_path / "bad")]) == 2  # --strength without --report: refused
+    assert not (tmp_path / "bad").exists()
+    assert cli_main([*args, "--report", "--output", str(tmp_path / "out")]) == 0
+    src = load(tmp_path / "in")
+    back = load(tmp_path / "out" / "report" / "denoised")
+    assert back.metadata.series_description == "Chest [AI denoised 70 %]"
+    full = dn.denoise_volume(src, device="cpu")
+    np.testing.assert_allclose(back.voxels, np.rint(src.voxels + 0.7 * (full.voxels - src.voxels)), atol=1.0)

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from medviewer.commands.denoise import strength_arg
+
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = sub.add_parser(
@@ -37,6 +39,13 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         "--all-findings", action="store_true", help="report every candidate, not only those at the model's display threshold"
     )
     rep.add_argument("--fractional-seg", action="store_true", help="also write the confidence map as a FRACTIONAL SEG")
+    rep.add_argument(
+        "--strength",
+        type=strength_arg,
+        default=1.0,
+        metavar="S",
+        help="with --denoise: strength of the exported denoised series, 0.1-1 (default 1); detection always uses 1",
+    )
     p.set_defaults(func=_run)
 
 
@@ -70,13 +79,18 @@ def analyze_series(volume: Any, out_dir: Path, args: argparse.Namespace, prefix:
     )
     paths = write_analysis(result, out_dir, overwrite=bool(args.force))
     if getattr(args, "report", False):
+        from medviewer.ai.denoise_strength import with_strength
         from medviewer.report.export import export_report
+
+        denoised = result.denoised
+        if denoised is not None and float(getattr(args, "strength", 1.0)) != 1.0:
+            denoised = with_strength(volume, denoised, float(args.strength))
 
         summary = export_report(
             volume,
             result.detection,
             out_dir / "report",
-            denoised=result.denoised,
+            denoised=denoised,
             impression=args.impression,
             deidentify=bool(args.deidentify),
             include_fractional=bool(args.fractional_seg),
@@ -109,11 +123,13 @@ def analyze_series(volume: Any, out_dir: Path, args: argparse.Namespace, prefix:
 
 def _run(args: argparse.Namespace) -> int:
     from medviewer.dicom import load
-    from medviewer.errors import DicomError
+    from medviewer.errors import DicomError, MedViewerError
     from medviewer.progress import console_progress
 
     if not args.input.exists():
         raise DicomError("no such file or folder", args.input)
+    if float(getattr(args, "strength", 1.0)) != 1.0 and not (args.denoise and args.report):
+        raise MedViewerError("--strength sets the exported denoised series: it needs --denoise and --report")
     if args.series:
         volume = load(args.input, series_uid=args.series, progress=console_progress("loading "))
         analyze_series(volume, args.output, args)

@@ -17,7 +17,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--series", default=None, metavar="UID", help="Series Instance UID when IN holds several series")
     p.add_argument(
         "--strength",
-        type=_strength,
+        type=strength_arg,
         default=1.0,
         metavar="S",
         help="share of the predicted noise removed, 0.1-1 (default 1: all of it); e.g. 0.7 keeps some noise grain, "
@@ -27,8 +27,9 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.set_defaults(func=_run)
 
 
-def _strength(text: str) -> float:
-    from medviewer.ai.denoise import check_strength
+def strength_arg(text: str) -> float:
+    """argparse type of ``--strength``: a float in [0.1, 1] (:func:`~medviewer.ai.denoise_strength.check_strength`)."""
+    from medviewer.ai.denoise_strength import check_strength
 
     try:
         return check_strength(float(text))
