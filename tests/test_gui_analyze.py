@@ -244,9 +244,11 @@ def test_analyze_shows_findings_overlays_and_review(window, qtbot, messages, ora
     assert "50 %" in side.caption.text() and ctl.current.result.detection is det_res
     dialog = ctl.open_export_dialog()
     assert dialog is not None and dialog.denoised is side.denoised
+    assert dialog.format_checks["denoised"].text() == "Denoised series (DICOM, strength 50 %)"
     dialog.close()
     side.request_strength(1.0)
     qtbot.waitUntil(lambda: side.strength == 1.0, timeout=10000)
+    assert dialog.denoised is side.denoised and dialog.format_checks["denoised"].text() == "Denoised series (DICOM)"
     np.testing.assert_array_equal(axial.displayed_image(), den.voxels[k])
     qtbot.keyClick(window.viewer.active_view, Qt.Key.Key_D)
     assert not side.showing_denoised

@@ -93,7 +93,7 @@ class ExportDialog(QtWidgets.QDialog):
         self.setModal(False)
         self.volume = volume
         self.detection = detection
-        self.denoised = denoised
+        self._denoised = denoised
         self.runner = runner
         self._show_error = show_error
         self.handle: TaskHandle | None = None
@@ -118,6 +118,7 @@ class ExportDialog(QtWidgets.QDialog):
                 cb.setToolTip("no denoised series: run Analyze with denoising on")
             self.format_checks[key] = cb
             grid.addWidget(cb, n // 2, n % 2)
+        self._label_denoised()
 
         self.impression_edit = QtWidgets.QPlainTextEdit(self)
         self.impression_edit.setPlaceholderText("Impression (free text, printed in the report)")
@@ -189,6 +190,23 @@ class ExportDialog(QtWidgets.QDialog):
     def formats(self) -> list[str]:
         """The formats ticked (and enabled)."""
         return [k for k, cb in self.format_checks.items() if cb.isChecked() and cb.isEnabled()]
+
+    @property
+    def denoised(self) -> Volume | None:
+        """The denoised series to export (at the strength chosen in the denoised review)."""
+        return self._denoised
+
+    @denoised.setter
+    def denoised(self, volume: Volume | None) -> None:
+        self._denoised = volume
+        self._label_denoised()
+
+    def _label_denoised(self) -> None:
+        strength = ((self._denoised.metadata.extra.get("denoiser") or {}).get("strength") if self._denoised else None)
+        label = FORMAT_LABELS["denoised"]
+        if strength is not None and float(strength) < 1.0:
+            label = f"{label[:-1]}, strength {round(100 * float(strength))} %)"
+        self.format_checks["denoised"].setText(label)
 
     def set_formats(self, formats: list[str]) -> None:
         for k, cb in self.format_checks.items():
