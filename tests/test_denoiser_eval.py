@@ -62,6 +62,13 @@ def test_evaluate_tables_and_difference_maps(tmp_path):
     ai, nlm = by["ai"]["psnr"], by["nlm"]["psnr"]
     assert f"| CT_small | {ai:.2f} / {nlm:.2f} ({ai - nlm:+.2f}) |" in text  # per-slice table
     assert "| CT_small, 0.25 |" in text  # error by region
+    # the viewer's lower strengths, scored on the same output: s = 0.5 is halfway between input and AI
+    from medviewer.ai.denoise_strength import STRENGTH_LEVELS
+
+    levels = by["ai"]["by_strength"]
+    assert set(levels) == {f"{s:g}" for s in STRENGTH_LEVELS if s != 1.0}
+    assert entry["ai_by_strength"]["0.5"]["psnr"] == pytest.approx(levels["0.5"]["psnr"], abs=0.01)
+    assert "50 %: " in text and "AI at the viewer's lower strengths" in text
     json.dumps(summary)
     json.dumps(rows)
 
