@@ -233,8 +233,14 @@ def test_analyze_shows_findings_overlays_and_review(window, qtbot, messages, ora
     np.testing.assert_array_equal(side.side_pixels(), vol.voxels[k])  # side view: the other version
     side.set_mode("difference")
     np.testing.assert_allclose(side.side_pixels(), den.voxels[k] - vol.voxels[k], atol=1e-4)
+    np.testing.assert_array_equal(axial.displayed_image(), den.voxels[k])
+    qtbot.keyClick(window.viewer.active_view, Qt.Key.Key_D)
+    assert not side.showing_denoised
+    np.testing.assert_array_equal(axial.displayed_image(), vol.voxels[k])
+    assert window.viewer.volume.voxels is vol.voxels  # the source pixels were never altered
     # strength 50 %: half the removed noise put back, computed on a worker; main view, side view
     # (difference) and the export follow; detection is not rerun
+    assert side.show_denoised(True) and side.mode == "difference"
     side.request_strength(0.5)
     qtbot.waitUntil(lambda: side.strength == 0.5, timeout=10000)
     half = vol.voxels[k] + 0.5 * (den.voxels[k] - vol.voxels[k])
@@ -246,14 +252,14 @@ def test_analyze_shows_findings_overlays_and_review(window, qtbot, messages, ora
     assert dialog is not None and dialog.denoised is side.denoised
     assert dialog.format_checks["denoised"].text() == "Denoised series (DICOM, strength 50 %)"
     dialog.close()
+    side.request_strength(0.7)  # then 100 % at once: the slower 70 % must not win
     side.request_strength(1.0)
-    qtbot.waitUntil(lambda: side.strength == 1.0, timeout=10000)
-    assert dialog.denoised is side.denoised and dialog.format_checks["denoised"].text() == "Denoised series (DICOM)"
+    qtbot.wait(300)
+    assert side.strength == 1.0 and side.strength_combo.currentData() == 1.0
     np.testing.assert_array_equal(axial.displayed_image(), den.voxels[k])
-    qtbot.keyClick(window.viewer.active_view, Qt.Key.Key_D)
-    assert not side.showing_denoised
-    np.testing.assert_array_equal(axial.displayed_image(), vol.voxels[k])
-    assert window.viewer.volume.voxels is vol.voxels  # the source pixels were never altered
+    assert dialog.denoised is side.denoised and dialog.format_checks["denoised"].text() == "Denoised series (DICOM)"
+    side.show_denoised(False)
+    assert window.viewer.volume.voxels is vol.voxels
     assert messages == []
 
 

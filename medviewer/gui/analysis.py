@@ -498,7 +498,9 @@ class AnalysisController(QtCore.QObject):
         review = self.denoised_review
         if record is None or record.result.denoised is None or review.original is None:
             return
+        record.extra["strength_wanted"] = strength  # a slower earlier request must not win
         if strength == 1.0:
+            self.window.runner.cancel(STRENGTH_CHANNEL)
             record.extra.pop("strength_result", None)
             self._strength_ready(record, (1.0, record.result.denoised, record.difference, record.difference_width))
             return
@@ -510,11 +512,19 @@ class AnalysisController(QtCore.QObject):
             STRENGTH_CHANNEL,
             strength_task(review.original, record.result.denoised, strength),
             on_finished=done,
-            on_failed=lambda exc: self.window.show_error("Denoising strength", str(exc)),
+            on_failed=lambda exc: self._strength_failed(record, exc),
         )
+
+    def _strength_failed(self, record: AnalysisRecord, exc: BaseException) -> None:
+        record.extra["strength_wanted"] = self.denoised_review.strength if record is self.current else 1.0
+        if record is self.current:
+            self.denoised_review.reset_strength_box()  # back to the level still shown
+        self.window.show_error("Denoising strength", f"could not change the denoising strength: {exc}")
 
     def _strength_ready(self, record: AnalysisRecord, value: tuple[float, Volume, Volume | None, float]) -> None:
         strength, vol, diff, width = value
+        if strength != record.extra.get("strength_wanted", 1.0):
+            return  # the reader has chosen another level since
         if strength != 1.0:
             record.extra["strength_result"] = value
         if record is not self.current:

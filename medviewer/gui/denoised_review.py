@@ -187,6 +187,10 @@ class DenoisedReviewWidget(QtWidgets.QWidget):
         """Choose a level as the reader would (emits :attr:`strength_requested`)."""
         self.strength_combo.setCurrentIndex(STRENGTH_LEVELS.index(float(strength)))
 
+    def reset_strength_box(self) -> None:
+        """Show the strength of the volume in use again (a requested level failed)."""
+        self._show_strength(self.strength)
+
     def _show_strength(self, strength: float) -> None:
         self.strength = float(strength)
         self._setting_strength = True
