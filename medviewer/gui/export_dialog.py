@@ -205,7 +205,8 @@ class ExportDialog(QtWidgets.QDialog):
         strength = ((self._denoised.metadata.extra.get("denoiser") or {}).get("strength") if self._denoised else None)
         label = FORMAT_LABELS["denoised"]
         if strength is not None and float(strength) < 1.0:
-            label = f"{label[:-1]}, strength {round(100 * float(strength))} %)"
+            level = f"strength {round(100 * float(strength))} %"
+            label = f"{label[:-1]}, {level})" if label.endswith(")") else f"{label} ({level})"
         self.format_checks["denoised"].setText(label)
 
     def set_formats(self, formats: list[str]) -> None:
