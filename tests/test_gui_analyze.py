@@ -263,6 +263,28 @@ def test_analyze_shows_findings_overlays_and_review(window, qtbot, messages, ora
     assert messages == []
 
 
+def test_denoising_strength_is_remembered_for_later_analyses(window, qtbot, messages, oracle):
+    from medviewer.gui.analysis import STRENGTH_SETTING
+
+    vol = sphere_volume()
+    window.set_volume(vol)
+    ctl = controller(window)
+    record = run_analyze(window, qtbot)
+    side = ctl.denoised_review
+    assert side.strength == 1.0 and ctl.preferred_strength() == 1.0
+    side.request_strength(0.7)
+    qtbot.waitUntil(lambda: side.strength == 0.7, timeout=10000)
+    assert float(window.settings.value(STRENGTH_SETTING)) == 0.7
+    record = run_analyze(window, qtbot)  # the next analysis opens at the reader's level
+    qtbot.waitUntil(lambda: side.denoised is not record.result.denoised and side.strength == 0.7, timeout=10000)
+    den = record.result.denoised
+    np.testing.assert_allclose(side.denoised.voxels, vol.voxels + 0.7 * (den.voxels - vol.voxels), atol=1e-3)
+    assert side.strength_combo.currentData() == 0.7 and record.result.detection.denoiser is not None
+    window.settings.setValue(STRENGTH_SETTING, "2.5")  # not a level the viewer offers
+    assert ctl.preferred_strength() == 1.0
+    assert messages == []
+
+
 def test_results_stay_with_their_series(window, qtbot, messages, oracle):
     a = sphere_volume(uid="1.2.826.0.1.3680043.8.498.1001")
     window.set_volume(a)

@@ -42,6 +42,8 @@ if TYPE_CHECKING:  # pragma: no cover
 ANALYZE_CHANNEL = "analyze"
 PREWARM_CHANNEL = "analyze-prewarm"
 STRENGTH_CHANNEL = "denoise-strength"
+STRENGTH_SETTING = "analysis/denoise_strength"
+"""The reader's last denoising strength; later analyses show their denoised series at it."""
 PREWARM_DELAY_MS = 0
 """Importing torch holds the GIL for up to ~0.7 s in one stretch (shared-library loading, measured
 on a loaded 2-core machine): do it once at start-up on a worker, while the user picks a study,
@@ -390,8 +392,19 @@ class AnalysisController(QtCore.QObject):
         shown = self.viewer.volume
         if shown is not None and series_key(shown) == key and shown.shape == record.result.source.shape:
             self._apply(record)
+            preferred = self.preferred_strength()
+            if record.result.denoised is not None and preferred != 1.0:
+                self._strength_requested(preferred)  # the reader's level, blended on a worker
         self._sync_actions()
         self.analysis_finished.emit(record)
+
+    def preferred_strength(self) -> float:
+        """The reader's last denoising strength (1 when none or not a level the viewer offers)."""
+        from medviewer.ai.denoise_strength import STRENGTH_LEVELS
+        from medviewer.gui.settings import get_value
+
+        value = float(get_value(self.window.settings, STRENGTH_SETTING, 1.0, float))
+        return value if value in STRENGTH_LEVELS else 1.0
 
     def _on_failed(self, exc: BaseException) -> None:
         self._busy = False
@@ -499,6 +512,7 @@ class AnalysisController(QtCore.QObject):
         if record is None or record.result.denoised is None or review.original is None:
             return
         record.extra["strength_wanted"] = strength  # a slower earlier request must not win
+        self.window.settings.setValue(STRENGTH_SETTING, float(strength))
         if strength == 1.0:
             self.window.runner.cancel(STRENGTH_CHANNEL)
             record.extra.pop("strength_result", None)
