@@ -21,13 +21,13 @@ import numpy as np
 from numpy.typing import NDArray
 from PySide6 import QtCore, QtWidgets
 
-from medviewer.ai.denoise_strength import STRENGTH_LEVELS, strength_label
+from medviewer.ai.denoise_strength import DERIVED_LABEL, STRENGTH_LEVELS, strength_label
 from medviewer.gui.mpr import ViewerWidget
 from medviewer.gui.slice_view import SliceView
 from medviewer.viewing import PLANES, Marker
 from medviewer.volume import Volume
 
-DENOISED_LABEL = "AI denoised"
+DENOISED_LABEL = DERIVED_LABEL  # the derived volume's label (medviewer.ai.denoise_strength)
 DIFFERENCE_LABEL = "denoised − original"
 MODES = ("other", "difference")
 
