@@ -96,6 +96,14 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                 "(online copy-paste augmentation; default 0)",
             )
             q.add_argument(
+                "--paste-edge",
+                type=float,
+                default=None,
+                metavar="Q",
+                help="share of the pasted lesions (--paste) placed against the edge of their host tissue, next to "
+                "bone, air, fat or another organ, where lesions abut the skull or the spine (default 0)",
+            )
+            q.add_argument(
                 "--texture",
                 type=float,
                 default=None,

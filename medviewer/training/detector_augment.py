@@ -40,6 +40,10 @@ HOST_HU_MARGIN_MM = 6.0
 #: this Gaussian sigma (mm), and their diameters are drawn log-uniformly in this range (mm).
 PASTE_KEEP_NOISE_MM = 1.0
 PASTE_DIAMETER_MM: tuple[float, float] = (5.0, 25.0)
+#: Edge pastes (``--paste-edge``): the pasted lesion's centre lies at most this many mm deeper in its
+#: host tissue than its kind requires, so it abuts the skull, the spine, air or fat. Most real-background
+#: lesions the detector 1.6.0 did not show sit there (ring SD 150-540 HU around them).
+PASTE_EDGE_BAND_MM = 2.0
 #: Vessel negatives (``--vessels``): tube radius and length (mm), drawn uniformly, and contrast
 #: above the host tissue (HU) - the range of the hyperdense liver and kidney lesions
 #: (``phantom_lesions._choose_hu``), so HU alone cannot tell them apart.
@@ -79,7 +83,7 @@ def _lesion_region(shape: tuple[int, ...], lab: NDArray[np.float32], context: in
 
 
 def paste_lesion(
-    hu: NDArray[np.float32], lab: NDArray[np.float32], rng: np.random.Generator, context: int = CONTEXT
+    hu: NDArray[np.float32], lab: NDArray[np.float32], rng: np.random.Generator, context: int = CONTEXT, *, edge: bool = False
 ) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float64], NDArray[np.float64]]:
     """Paste one more lesion into a training crop, anywhere in the body that suits its kind.
 
@@ -87,7 +91,9 @@ def paste_lesion(
     lesion mask of its central slices. The lesion's centre goes on a central
     slice, inside the body (:func:`body_mask` with the host-HU margin), off
     bone and at least 4 mm from the crop's lesions; its kind follows the host
-    HU (:func:`insert_lesions`) and it keeps the crop's noise. Returns the new
+    HU (:func:`insert_lesions`) and it keeps the crop's noise. With ``edge``
+    the centre lies within :data:`PASTE_EDGE_BAND_MM` of the least depth its
+    kind needs, so the lesion abuts the edge of its host tissue. Returns the new
     crop and mask and the lesion's centre (crop indices, as ``hu``) and
     diameter; no lesion (empty arrays) when there is no room.
     """
@@ -99,7 +105,14 @@ def paste_lesion(
     if not allowed.any():
         return none
     out, new, lesions = insert_lesions(
-        hu, INTERNAL_SPACING, rng, 1, allowed=allowed, diameter_range_mm=PASTE_DIAMETER_MM, keep_noise_mm=PASTE_KEEP_NOISE_MM
+        hu,
+        INTERNAL_SPACING,
+        rng,
+        1,
+        allowed=allowed,
+        diameter_range_mm=PASTE_DIAMETER_MM,
+        keep_noise_mm=PASTE_KEEP_NOISE_MM,
+        edge_band_mm=PASTE_EDGE_BAND_MM if edge else None,
     )
     if not lesions:
         return none

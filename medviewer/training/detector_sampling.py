@@ -99,12 +99,15 @@ def sample_batch(
     p_paste: float = 0.0,
     p_vessel: float = 0.0,
     p_texture: float = 0.0,
+    p_paste_edge: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Draw a batch of crops (input in the network's HU ``windows``).
 
     With probability ``p_paste`` a crop gets one more lesion pasted anywhere
     in the body (:func:`paste_lesion`; online copy-paste augmentation), so
-    lesions are also seen next to the spine, the skull or the body wall; with
+    lesions are also seen next to the spine, the skull or the body wall (a
+    share ``p_paste_edge`` of the pasted lesions abut the edge of their host
+    tissue: ``paste_lesion(edge=True)``); with
     probability ``p_vessel`` it gets a tube of enhanced-vessel HU pasted as a
     negative (:func:`paste_vessel`); with probability ``p_texture`` its fat and
     soft tissue get correlated texture (:func:`add_texture`).
@@ -153,7 +156,8 @@ def sample_batch(
             lab = np.pad(lab, ((0, slices - lab.shape[0]), (0, 0), (0, 0)), mode="edge")
         centers, diameters = v.centers, v.diameters
         if p_paste > 0 and rng.random() < p_paste:
-            hu, lab, pc, pd = paste_lesion(hu, lab, rng)
+            edge = p_paste_edge > 0 and rng.random() < p_paste_edge  # no draw when off: old recipes replay
+            hu, lab, pc, pd = paste_lesion(hu, lab, rng, edge=edge)
             if len(pd):  # crop indices -> volume indices (hu starts CONTEXT slices above k0)
                 centers = np.concatenate([centers.reshape(-1, 3), pc + np.array([k0 - CONTEXT, j0, i0])])
                 diameters = np.concatenate([diameters, pd])

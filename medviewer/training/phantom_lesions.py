@@ -272,6 +272,23 @@ def _inner_distance(mask: NDArray[np.bool_], spacing: tuple[float, float, float]
     return dist, box
 
 
+def _in_plane_distance(mask: NDArray[np.bool_], spacing: tuple[float, float, float]) -> NDArray[np.float32]:
+    """Distance (mm) of each voxel of ``mask`` to the mask's outside within its own slice (0 outside).
+
+    The edge band of :func:`insert_lesions` is measured in-plane: a training
+    crop spans few slices, so the 3D distance is bounded by the crop's ends
+    everywhere and would not tell a centre beside bone from one in open tissue.
+    The image's border is not an edge (tissue may go on beyond a crop).
+    """
+    from scipy import ndimage
+
+    out = np.zeros(mask.shape, np.float32)
+    for k in range(mask.shape[0]):
+        if mask[k].any():
+            out[k] = ndimage.distance_transform_edt(np.pad(mask[k], 1, mode="edge"), sampling=(spacing[1], spacing[2]))[1:-1, 1:-1]
+    return out
+
+
 def body_mask(vol: NDArray[np.float32], margin_px: int = 12) -> NDArray[np.bool_]:
     """Where lesion centres may go in any CT volume: inside the body, away from its edge and from bone.
 
@@ -305,6 +322,7 @@ def insert_lesions(
     labels: NDArray[np.int16] | None = None,
     slice_thickness: float | None = None,
     keep_noise_mm: float | None = None,
+    edge_band_mm: float | None = None,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
 ) -> tuple[NDArray[np.float32], NDArray[np.int16], list[Lesion]]:
@@ -348,6 +366,11 @@ def insert_lesions(
         For images that already carry noise: keep the background's detail
         finer than a Gaussian of this sigma (mm) inside the lesion (see
         :func:`render_lesion`).
+    edge_band_mm : float, optional
+        Place each centre as close to the edge of its host region as its kind
+        allows: in-plane, at most this many mm deeper than the shallowest
+        centre that fits, so the lesion abuts bone, air, fat or another organ
+        (default: anywhere in the host region).
     progress, cancel
         Callbacks.
 
@@ -399,6 +422,7 @@ def insert_lesions(
     report = Progress(progress)
     masks = _allowed_masks(arr, kinds_l, allowed)
     dist_cache: dict[str, tuple[NDArray[np.float32], tuple[slice, ...]]] = {}
+    plane_cache: dict[str, NDArray[np.float32]] = {}
     taken: list[tuple[NDArray[np.float64], float]] = []
     spv = np.array(sp)
     label = int(first_label)
@@ -423,7 +447,13 @@ def insert_lesions(
         while diam > dmin and need(diam / 2) > dmax_here:
             diam *= 0.8
         diam = max(diam, min(dmin, 2 * dmax_here))
-        cand = np.argwhere(dist >= need(diam / 2))
+        depth = need(diam / 2)
+        cand = np.argwhere(dist >= depth)
+        if edge_band_mm is not None and cand.size:
+            if kind not in plane_cache:
+                plane_cache[kind] = _in_plane_distance(masks[kind], sp)[box]
+            plane = plane_cache[kind][tuple(cand.T)]  # the fitting centres' in-plane depth
+            cand = cand[plane <= max(float(plane.min()), depth) + float(edge_band_mm)]
         if cand.size == 0:
             cand = np.argwhere(dist >= dist.max() * 0.9)
         pick = cand[int(rng.integers(len(cand)))].astype(np.float64)

@@ -67,6 +67,7 @@ from medviewer.training import froc as frocm
 from medviewer.training.detector_augment import (
     HOST_HU_MARGIN_MM,
     PASTE_DIAMETER_MM,
+    PASTE_EDGE_BAND_MM,
     TEXTURE_ANISOTROPY,
     TEXTURE_SD_HU,
     TEXTURE_SIGMA_MM,
@@ -381,6 +382,11 @@ def main(args: argparse.Namespace) -> int:
     p_paste = float(getattr(args, "paste", None) or 0.0)
     if not 0.0 <= p_paste <= 1.0:
         raise ModelError(f"--paste {p_paste}: a probability in [0, 1]")
+    p_paste_edge = float(getattr(args, "paste_edge", None) or 0.0)
+    if not 0.0 <= p_paste_edge <= 1.0:
+        raise ModelError(f"--paste-edge {p_paste_edge}: a probability in [0, 1]")
+    if p_paste_edge and not p_paste:
+        raise ModelError("--paste-edge places a share of the pasted lesions: it needs --paste")
     p_vessel = float(getattr(args, "vessels", None) or 0.0)
     if not 0.0 <= p_vessel <= 1.0:
         raise ModelError(f"--vessels {p_vessel}: a probability in [0, 1]")
@@ -459,7 +465,8 @@ def main(args: argparse.Namespace) -> int:
             model.train()
             for g in opt.param_groups:
                 g["lr"] = lr_at(step)
-            x, *targets = sample_batch(train, rng, batch, hard, windows=model.windows, p_paste=p_paste, p_vessel=p_vessel, p_texture=p_texture)
+            x, *targets = sample_batch(train, rng, batch, hard, windows=model.windows, p_paste=p_paste, p_vessel=p_vessel, p_texture=p_texture,
+                                     p_paste_edge=p_paste_edge)
             loss, parts = detector_loss(*model(x.to(device)), *(t.to(device) for t in targets))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -529,6 +536,8 @@ def main(args: argparse.Namespace) -> int:
         "augmentation": "Gaussian noise (SD 2-30 HU, p=0.5), HU scale 0.97-1.03 and offset +-15 HU, left-right flip"
         + (f"; one more lesion pasted anywhere in the body (host HU decides the kind, {PASTE_DIAMETER_MM[0]:g}-"
            f"{PASTE_DIAMETER_MM[1]:g} mm, image noise kept) into {p_paste:.0%} of the crops" if p_paste else "")
+        + (f", {p_paste_edge:.0%} of them against the edge of their host tissue (centre within {PASTE_EDGE_BAND_MM:g} mm "
+           "of the least depth the kind needs: next to bone, air, fat or another organ)" if p_paste_edge else "")
         + (f"; a tube of enhanced-vessel HU ({VESSEL_CONTRAST_HU[0]:g}-{VESSEL_CONTRAST_HU[1]:g} HU above the host tissue, "
            f"radius {VESSEL_RADIUS_MM[0]:g}-{VESSEL_RADIUS_MM[1]:g} mm, any direction) pasted into soft tissue as a negative "
            f"in {p_vessel:.0%} of the crops" if p_vessel else "")
