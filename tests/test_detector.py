@@ -254,7 +254,7 @@ def test_train_main_fine_tunes_from_init_weights_on_every_volume_group(tmp_path,
         steps=1, batch_size=1, out=tmp_path / "run", data=tmp_path / "data", init=tmp_path / "models",
         threads=None, device="cpu", seed=0, resume=False, install=False, minutes=None, version="1.3.0-test",
         volumes=["chest=1/1", "kidney=1/0", "host-hu=2/1", "head=1/1"], shape="16x128x128", checkpoint_every=1,
-        note="a test run", texture=0.5,
+        note="a test run", texture=0.5, paste=0.5, paste_edge=0.5,
     )
     assert td.main(args) == 0
     names = sorted(p.name for p in (tmp_path / "data" / "train").glob("*.npz"))
@@ -270,7 +270,22 @@ def test_train_main_fine_tunes_from_init_weights_on_every_volume_group(tmp_path,
     assert "head" in card["training"]["groups"]
     assert card["version"] == "1.3.0-test" and card["training"]["note"] == "a test run"
     assert "tissue texture" in card["training"]["augmentation"]
+    assert "50% of them against the edge of their host tissue" in card["training"]["augmentation"]
     assert 0.0 <= card["metrics"]["validation"]["cpm_textured"] <= 1.0  # validation also on textured volumes
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [({"paste_edge": 0.5}, "needs --paste"), ({"paste": 1.5}, "--paste 1.5"), ({"paste": 0.5, "paste_edge": -0.1}, "--paste-edge"),
+     ({"texture": 2.0}, "--texture"), ({"vessels": -1.0}, "--vessels")],
+)
+def test_augmentation_options_are_checked_before_any_data_is_made(tmp_path, options, message):
+    import argparse
+
+    args = argparse.Namespace(steps=1, out=tmp_path / "run", data=tmp_path / "data", device="cpu", resume=False, **options)
+    with pytest.raises(ModelError, match=message):
+        td.main(args)
+    assert not (tmp_path / "data").exists()
 
 
 def test_with_texture_copies_validation_volumes_reproducibly():

@@ -335,6 +335,19 @@ def parse_shape(spec: str | tuple[int, int, int]) -> tuple[int, int, int]:
     return dims  # type: ignore[return-value]
 
 
+def augmentation_shares(args: argparse.Namespace) -> tuple[float, float, float, float]:
+    """``--paste``, ``--paste-edge``, ``--vessels`` and ``--texture`` (0 when not given), checked."""
+    shares = []
+    for name, flag in (("paste", "--paste"), ("paste_edge", "--paste-edge"), ("vessels", "--vessels"), ("texture", "--texture")):
+        p = float(getattr(args, name, None) or 0.0)
+        if not 0.0 <= p <= 1.0:
+            raise ModelError(f"{flag} {p}: a probability in [0, 1]")
+        shares.append(p)
+    if shares[1] and not shares[0]:
+        raise ModelError("--paste-edge places a share of the pasted lesions: it needs --paste")
+    return shares[0], shares[1], shares[2], shares[3]
+
+
 def main(args: argparse.Namespace) -> int:
     """Entry point of ``medviewer train detector`` (see the module docstring)."""
     run = Path(args.out) if getattr(args, "out", None) else Path("runs/detector")
@@ -348,6 +361,7 @@ def main(args: argparse.Namespace) -> int:
     batch = int(args.batch_size) if getattr(args, "batch_size", None) else DEFAULT_BATCH
     data = Path(args.data) if getattr(args, "data", None) else cache_dir() / "detector_data"
     groups = volume_groups(getattr(args, "volumes", None))
+    p_paste, p_paste_edge, p_vessel, p_texture = augmentation_shares(args)  # checked before any data is made
     n_train, n_val = groups["chest"]
     shape = parse_shape(getattr(args, "shape", None) or TRAIN_SHAPE)
     version = str(getattr(args, "version", None) or MODEL_VERSION)
@@ -379,20 +393,6 @@ def main(args: argparse.Namespace) -> int:
                               z_center_mm=Z_HEAD_MM, placement="host_hu", region="head")
     val = load_validation(data, groups, shape, Progress(bar, 0.9, 1.0))
     data_seconds = time.time() - t_start
-    p_paste = float(getattr(args, "paste", None) or 0.0)
-    if not 0.0 <= p_paste <= 1.0:
-        raise ModelError(f"--paste {p_paste}: a probability in [0, 1]")
-    p_paste_edge = float(getattr(args, "paste_edge", None) or 0.0)
-    if not 0.0 <= p_paste_edge <= 1.0:
-        raise ModelError(f"--paste-edge {p_paste_edge}: a probability in [0, 1]")
-    if p_paste_edge and not p_paste:
-        raise ModelError("--paste-edge places a share of the pasted lesions: it needs --paste")
-    p_vessel = float(getattr(args, "vessels", None) or 0.0)
-    if not 0.0 <= p_vessel <= 1.0:
-        raise ModelError(f"--vessels {p_vessel}: a probability in [0, 1]")
-    p_texture = float(getattr(args, "texture", None) or 0.0)
-    if not 0.0 <= p_texture <= 1.0:
-        raise ModelError(f"--texture {p_texture}: a probability in [0, 1]")
     refine = getattr(args, "refine", None)
     add_windows = [parse_window(w) for w in (getattr(args, "window", None) or [])]
     base_card: dict[str, Any] = {}
