@@ -54,7 +54,9 @@ def test_rows_record_the_best_hit_and_tables_bin_the_lesions():
     by_d = {tuple(b["bin"]): (b["n"], b["candidate"], b["shown"]) for b in summary["by_diameter_mm"]}
     assert by_d[(0.0, 6.0)] == (1, 0, 0) and by_d[(10.0, 20.0)] == (1, 1, 1)
     assert sum(b["n"] for b in summary["by_conspicuity"]) == 2
+    assert [b["n"] for b in summary["by_ring_sd_hu"]] == [2, 0]  # both in uniform tissue, none against bone or air
     assert la.conspicuity(rows[0]) > 2.0
     md = "\n".join(la.markdown({"real-background": summary}, [rows[1]]))
     assert "| 10-20 mm | 1/1 (1.00) · 1/1 (1.00) |" in md
+    assert "| 0-150 HU (within tissue) | 1/2 (0.50) · 1/2 (0.50) |" in md and "| >= 150 HU (against bone or air) | - |" in md
     assert "| CT_small | liver_hyper | 5.0 |" in md and md.rstrip().endswith("| - |")

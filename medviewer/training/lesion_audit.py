@@ -1,4 +1,4 @@
-"""Per-lesion audit of a detector evaluation: which lesions were found, by size and conspicuity.
+"""Per-lesion audit of a detector evaluation: which lesions were found, by size, conspicuity and surroundings.
 
 A FROC curve says how many lesions were found; this module says which. For every
 reference lesion of a test set it measures, on the test volume itself, the
@@ -7,7 +7,9 @@ outside it, in the slice through its centre) and the spread of that ring (SD),
 then records the best confidence among the detector's candidates that hit it
 (LUNA16 rule). Sensitivity is then tabulated by diameter and by
 contrast-to-background ratio ``|contrast| / ring SD``, so a miss can be told
-apart as small, faint, or conspicuous-but-missed (a domain gap).
+apart as small, faint, or conspicuous-but-missed (a domain gap), and by the
+ring SD alone: a ring of 150 HU or more crosses bone or air, so the lesion lies
+against the skull, the spine, a bowel-gas or sinus edge.
 
 No Qt, no torch: the evaluation passes its cases and detections in.
 """
@@ -26,6 +28,8 @@ from medviewer.training import froc as frocm
 DIAMETER_BINS_MM: tuple[tuple[float, float], ...] = ((0.0, 6.0), (6.0, 10.0), (10.0, 20.0), (20.0, math.inf))
 #: Bins of |contrast| / ring SD.
 CONSPICUITY_BINS: tuple[tuple[float, float], ...] = ((0.0, 0.5), (0.5, 1.0), (1.0, 2.0), (2.0, math.inf))
+#: Bins of the ring SD (HU): within soft tissue or fat, or against bone or air (the ring crosses them).
+SURROUNDINGS_BINS_HU: tuple[tuple[float, float], ...] = ((0.0, 150.0), (150.0, math.inf))
 #: Ring around the lesion (mm outside its radius) that measures the background.
 RING_MM: tuple[float, float] = (2.0, 5.0)
 #: Calibrated confidence at which a finding is shown by default.
@@ -113,6 +117,7 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return {
         "by_diameter_mm": sensitivity_by(rows, lambda r: float(r["diameter_mm"]), DIAMETER_BINS_MM),
         "by_conspicuity": sensitivity_by(rows, conspicuity, CONSPICUITY_BINS),
+        "by_ring_sd_hu": sensitivity_by(rows, lambda r: float(r["ring_sd_hu"]), SURROUNDINGS_BINS_HU),
     }
 
 
@@ -131,7 +136,7 @@ def _cell(d: dict[str, Any]) -> str:
 def markdown(summaries: dict[str, dict[str, Any]], misses: Sequence[dict[str, Any]] = ()) -> list[str]:
     """Markdown lines: sensitivity by size and conspicuity per set, then the listed misses."""
     lines = [
-        "## Which lesions are found: by size and conspicuity",
+        "## Which lesions are found: by size, conspicuity and surroundings",
         "",
         "Each cell: lesions hit by any candidate · lesions hit by a finding of calibrated confidence >= "
         f"{SHOWN_AT:g} (shown by default). Conspicuity = |contrast| / SD of a ring {RING_MM[0]:g}-{RING_MM[1]:g} mm "
@@ -147,6 +152,12 @@ def markdown(summaries: dict[str, dict[str, Any]], misses: Sequence[dict[str, An
     for b in range(len(CONSPICUITY_BINS)):
         first = summaries[names[0]]["by_conspicuity"][b]["bin"]
         lines.append(f"| {_bin_label(first)} | " + " | ".join(_cell(summaries[n]['by_conspicuity'][b]) for n in names) + " |")
+    if all("by_ring_sd_hu" in summaries[n] for n in names):  # results written before this table lack it
+        lines += ["", "| ring SD (surroundings) | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        for b, where in enumerate(("within tissue", "against bone or air")):
+            first = summaries[names[0]]["by_ring_sd_hu"][b]["bin"]
+            lines.append(f"| {_bin_label(first, ' HU')} ({where}) | "
+                         + " | ".join(_cell(summaries[n]["by_ring_sd_hu"][b]) for n in names) + " |")
     if misses:
         lines += [
             "",
@@ -165,6 +176,7 @@ def markdown(summaries: dict[str, dict[str, Any]], misses: Sequence[dict[str, An
 __all__ = [
     "DIAMETER_BINS_MM",
     "CONSPICUITY_BINS",
+    "SURROUNDINGS_BINS_HU",
     "RING_MM",
     "SHOWN_AT",
     "lesion_contrast",
