@@ -51,7 +51,7 @@ def test_quick_evaluation_writes_tables_plots_per_source_rows_and_the_lesion_aud
     assert all(r["source"] == "CT_small" and r["diameter_mm"] > 0 for r in real["lesions"])
     assert sum(b["n"] for b in real["lesion_audit"]["by_diameter_mm"]) == real["n_lesions"]
     md = (tmp_path / "results.md").read_text()
-    assert "by source slice" in md and "by size and conspicuity" in md
+    assert "by source slice" in md and "by size, conspicuity and surroundings" in md and "against bone or air" in md
     # the headline figures go into a copy of the model card
     import shutil
 
