@@ -40,9 +40,9 @@ HOST_HU_MARGIN_MM = 6.0
 #: this Gaussian sigma (mm), and their diameters are drawn log-uniformly in this range (mm).
 PASTE_KEEP_NOISE_MM = 1.0
 PASTE_DIAMETER_MM: tuple[float, float] = (5.0, 25.0)
-#: Edge pastes (``--paste-edge``): the pasted lesion's centre lies at most this many mm deeper in its
-#: host tissue than its kind requires, so it abuts the skull, the spine, air or fat. Most real-background
-#: lesions the detector 1.6.0 did not show sit there (ring SD 150-540 HU around them).
+#: Edge pastes (``--paste-edge``): the pasted lesion's centre lies in-plane at most this many mm deeper in
+#: its host tissue than the shallowest centre that fits, so it abuts the skull, the spine, air or fat. 11 of
+#: the 28 real-background lesions detector 1.6.0 did not show sit there (ring SD 150-540 HU around them).
 PASTE_EDGE_BAND_MM = 2.0
 #: Vessel negatives (``--vessels``): tube radius and length (mm), drawn uniformly, and contrast
 #: above the host tissue (HU) - the range of the hyperdense liver and kidney lesions
@@ -92,8 +92,8 @@ def paste_lesion(
     slice, inside the body (:func:`body_mask` with the host-HU margin), off
     bone and at least 4 mm from the crop's lesions; its kind follows the host
     HU (:func:`insert_lesions`) and it keeps the crop's noise. With ``edge``
-    the centre lies within :data:`PASTE_EDGE_BAND_MM` of the least depth its
-    kind needs, so the lesion abuts the edge of its host tissue. Returns the new
+    the centre lies in-plane within :data:`PASTE_EDGE_BAND_MM` of the
+    shallowest centre that fits, so the lesion abuts the edge of its host tissue. Returns the new
     crop and mask and the lesion's centre (crop indices, as ``hu``) and
     diameter; no lesion (empty arrays) when there is no room.
     """

@@ -134,7 +134,7 @@ def _cell(d: dict[str, Any]) -> str:
 
 
 def markdown(summaries: dict[str, dict[str, Any]], misses: Sequence[dict[str, Any]] = ()) -> list[str]:
-    """Markdown lines: sensitivity by size and conspicuity per set, then the listed misses."""
+    """Markdown lines: sensitivity by size, conspicuity and surroundings per set, then the listed misses."""
     lines = [
         "## Which lesions are found: by size, conspicuity and surroundings",
         "",

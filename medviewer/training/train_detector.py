@@ -537,7 +537,7 @@ def main(args: argparse.Namespace) -> int:
         + (f"; one more lesion pasted anywhere in the body (host HU decides the kind, {PASTE_DIAMETER_MM[0]:g}-"
            f"{PASTE_DIAMETER_MM[1]:g} mm, image noise kept) into {p_paste:.0%} of the crops" if p_paste else "")
         + (f", {p_paste_edge:.0%} of them against the edge of their host tissue (centre within {PASTE_EDGE_BAND_MM:g} mm "
-           "of the least depth the kind needs: next to bone, air, fat or another organ)" if p_paste_edge else "")
+           "of the shallowest centre that fits: next to bone, air, fat or another organ)" if p_paste_edge else "")
         + (f"; a tube of enhanced-vessel HU ({VESSEL_CONTRAST_HU[0]:g}-{VESSEL_CONTRAST_HU[1]:g} HU above the host tissue, "
            f"radius {VESSEL_RADIUS_MM[0]:g}-{VESSEL_RADIUS_MM[1]:g} mm, any direction) pasted into soft tissue as a negative "
            f"in {p_vessel:.0%} of the crops" if p_vessel else "")
