@@ -46,6 +46,14 @@ def strength_label(strength: float) -> str:
     return DERIVED_LABEL if s == 1.0 else f"{DERIVED_LABEL} {round(100 * s)} %"
 
 
+def strength_of(volume: Volume | None) -> float:
+    """The strength a derived volume was made at (``extra["denoiser"]["strength"]``); 1 when not recorded."""
+    if volume is None:
+        return 1.0
+    value = (volume.metadata.extra.get("denoiser") or {}).get("strength")
+    return 1.0 if value is None else float(value)
+
+
 def blend(original: NDArray[Any], denoised: NDArray[Any], strength: float) -> NDArray[np.float32]:
     """``original + strength x (denoised - original)`` as a new float32 array (a copy at 1)."""
     s = check_strength(strength)
@@ -111,6 +119,7 @@ __all__ = [
     "check_strength",
     "labelled",
     "strength_label",
+    "strength_of",
     "with_strength",
     "DERIVED_LABEL",
     "DEFAULT_STRENGTH",

@@ -19,6 +19,7 @@ from typing import Any
 
 from PySide6 import QtCore, QtWidgets
 
+from medviewer.ai.denoise_strength import strength_of
 from medviewer.ai.results import DetectionResult
 from medviewer.gui.workers import TaskHandle, TaskRunner
 from medviewer.volume import Volume
@@ -202,10 +203,10 @@ class ExportDialog(QtWidgets.QDialog):
         self._label_denoised()
 
     def _label_denoised(self) -> None:
-        strength = ((self._denoised.metadata.extra.get("denoiser") or {}).get("strength") if self._denoised else None)
+        strength = strength_of(self._denoised)
         label = FORMAT_LABELS["denoised"]
-        if strength is not None and float(strength) < 1.0:
-            level = f"strength {round(100 * float(strength))} %"
+        if strength < 1.0:
+            level = f"strength {round(100 * strength)} %"
             label = f"{label[:-1]}, {level})" if label.endswith(")") else f"{label} ({level})"
         self.format_checks["denoised"].setText(label)
 

@@ -33,6 +33,7 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
 
 from medviewer import __version__
+from medviewer.ai.denoise_strength import strength_of
 from medviewer.ai.results import ModelInfo
 from medviewer.errors import ExportError
 from medviewer.fileio import AtomicExportDir, export_error
@@ -298,12 +299,8 @@ def write_derived_series(
     when = datetime.now()
     series_uid = generate_uid()
     series_number = int(source.metadata.series_number or 0) + 1000
-    strength = (derived.metadata.extra.get("denoiser") or {}).get("strength")
-    kept = (
-        f"; strength {round(100 * float(strength))} %: {round(100 * (1 - float(strength)))} % of the removed noise put back"
-        if strength is not None and float(strength) < 1.0
-        else ""
-    )
+    strength = strength_of(derived)
+    kept = f"; strength {round(100 * strength)} %: {round(100 * (1 - strength))} % of the removed noise put back" if strength < 1.0 else ""
     desc = derivation or (
         f"Denoised by {model.manufacturer} {model.name} {model.version} (AI, residual noise prediction{kept}). {RESEARCH_NOTE}"
     )
