@@ -49,6 +49,15 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                 "else 0); blocks added to trained weights start as the identity",
             )
             q.add_argument(
+                "--psf-mm",
+                type=float,
+                nargs=2,
+                metavar=("LOW", "HIGH"),
+                default=None,
+                help="draw each training phantom's in-plane scanner blur (Gaussian sigma, mm) log-uniformly "
+                "from LOW..HIGH (default: all at 0.38 mm, a soft-tissue kernel)",
+            )
+            q.add_argument(
                 "--air-patches",
                 type=float,
                 default=None,

@@ -228,21 +228,26 @@ class DenoisingPairs:
 
 def _denoise_job(root: str, pseed: int, slices: int, size: int, pixel_mm: float, thickness: float,
                  doses: tuple[float, float], full_dose_noise: bool, region: str = "body",
-                 cancel: CancelFn | None = None) -> None:
+                 psf_mm: tuple[float, float] | None = None, cancel: CancelFn | None = None) -> None:
     rootp = Path(root)
     marker = rootp / f"{pseed:07d}.json"
     if marker.exists():
         return
+    psf = None  # the phantom's scanner blur: the default, or drawn log-uniformly from psf_mm per phantom
+    if psf_mm is not None:
+        psf_rng = np.random.default_rng(np.random.SeedSequence([pseed, 2025]))  # apart from the dose draws
+        psf = float(math.exp(psf_rng.uniform(math.log(psf_mm[0]), math.log(psf_mm[1]))))
     if region == "head":
         from medviewer.training.phantom_head import HEAD_Z_RANGE_MM
 
         lo_z, hi_z = HEAD_Z_RANGE_MM
         dz = max(thickness, (hi_z - lo_z) / slices)
         ph = make_phantom(pseed, shape=(slices, size, size), spacing=(dz, pixel_mm, pixel_mm), slice_thickness=thickness,
-                          cancel=cancel, region="head", z_center_mm=(lo_z + hi_z) / 2.0)
+                          cancel=cancel, region="head", z_center_mm=(lo_z + hi_z) / 2.0, psf_mm=psf)
     else:
         dz = max(thickness, Z_SPAN_MM / slices)
-        ph = make_phantom(pseed, shape=(slices, size, size), spacing=(dz, pixel_mm, pixel_mm), slice_thickness=thickness, cancel=cancel)
+        ph = make_phantom(pseed, shape=(slices, size, size), spacing=(dz, pixel_mm, pixel_mm), slice_thickness=thickness,
+                          cancel=cancel, psf_mm=psf)
     rng = np.random.default_rng(np.random.SeedSequence([pseed, 2024]))
     from medviewer.training.lowdose import simulate_dose_pair, simulate_low_dose
 
@@ -264,6 +269,8 @@ def _denoise_job(root: str, pseed: int, slices: int, size: int, pixel_mm: float,
     _atomic_save_npy(rootp / f"{pseed:07d}.full.npy", _to_int16(full))
     _atomic_save_npy(rootp / f"{pseed:07d}.low.npy", _to_int16(low))
     meta = {"seed": pseed, "doses": dose_list, "contrast": ph.contrast, "lesions": [les.to_dict() for les in ph.lesions]}
+    if psf is not None:
+        meta["psf_mm"] = psf
     write_bytes_atomic(marker, (json.dumps(meta, indent=1) + "\n").encode())
 
 
@@ -281,6 +288,7 @@ def build_denoising_pairs(
     *,
     full_dose_noise: bool = True,
     region: str = "body",
+    psf_mm: tuple[float, float] | None = None,
 ) -> DenoisingPairs:
     """Build (or resume, or just open) a cached set of denoising pairs.
 
@@ -310,6 +318,11 @@ def build_denoising_pairs(
     region : {"body", "head"}
         Chest/abdomen phantoms (slices over :data:`Z_SPAN_MM`) or head phantoms
         (slices over :data:`medviewer.training.phantom_head.HEAD_Z_RANGE_MM`).
+    psf_mm : (float, float), optional
+        Range of the phantoms' in-plane scanner blur (Gaussian sigma, mm), one
+        value per phantom drawn log-uniformly; default every phantom at
+        :data:`medviewer.training.phantom_anatomy.SCANNER_PSF_MM`. Real scans
+        reconstructed with sharp kernels have edges far steeper than that.
 
     Returns
     -------
@@ -338,10 +351,16 @@ def build_denoising_pairs(
               "thickness": thickness, "pixel_mm": pixel, "full_dose_noise": bool(full_dose_noise)}
     if region != "body":  # body sets keep their cache folder names
         params["region"] = str(region)
+    psf: tuple[float, float] | None = None
+    if psf_mm is not None:
+        psf = (float(psf_mm[0]), float(psf_mm[1]))
+        if not (0.0 < psf[0] <= psf[1] <= 5.0):
+            raise ValueError(f"psf_mm must satisfy 0 < low <= high <= 5 mm, got {psf_mm}")
+        params["psf_mm"] = list(psf)  # sets at the default blur keep their cache folder names
     root = _param_folder(Path(cache_dir), "denoise", params)
     seeds = list(range(int(seed), int(seed) + int(n_phantoms)))
     todo = [s for s in seeds if not (root / f"{s:07d}.json").exists()]
-    args = [(str(root), s, int(slices_per_phantom), int(size), pixel, thickness, (float(doses[0]), float(doses[1])), bool(full_dose_noise), str(region)) for s in todo]
+    args = [(str(root), s, int(slices_per_phantom), int(size), pixel, thickness, (float(doses[0]), float(doses[1])), bool(full_dose_noise), str(region), psf) for s in todo]
     _run_jobs(_denoise_job, args, workers, progress, cancel, "denoising pairs", len(seeds) - len(todo), len(seeds))
     dose_arr = np.empty(len(seeds) * slices_per_phantom, np.float32)
     for n, s in enumerate(seeds):

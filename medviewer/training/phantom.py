@@ -30,7 +30,7 @@ from numpy.typing import NDArray
 
 from medviewer.progress import CancelFn, Progress, ProgressFn, check_cancel
 from medviewer.training.phantom_anatomy import (
-
+    SCANNER_PSF_MM,
     TISSUE_FAT,
     TISSUE_GRAY_MATTER,
     TISSUE_HU_RANGES,
@@ -114,6 +114,7 @@ def make_phantom(
     slice_thickness: float | None = None,
     z_center_mm: float = -10.0,
     region: str = "body",
+    psf_mm: float | None = None,
 ) -> Phantom:
     """Generate one deterministic chest/upper-abdomen (or head) CT phantom with lesions.
 
@@ -156,6 +157,11 @@ def make_phantom(
         ``"body"``: chest / upper abdomen; ``"head"``: an axial brain CT in a
         head holder. Head lesions (every kind but the lung nodules) sit in the
         brain parenchyma.
+    psf_mm : float, optional
+        In-plane scanner blur, the sigma (mm) of a Gaussian point spread;
+        default :data:`medviewer.training.phantom_anatomy.SCANNER_PSF_MM`
+        (0.38 mm, a standard kernel), smaller for a sharper (bone) kernel,
+        0 for none.
 
     Returns
     -------
@@ -181,6 +187,8 @@ def make_phantom(
                 raise ValueError(f"unknown lesion kind {k!r}; expected one of {LESION_KINDS}")
     if region not in REGIONS:
         raise ValueError(f"unknown region {region!r}; expected one of {REGIONS}")
+    if psf_mm is not None and not (np.isfinite(psf_mm) and 0.0 <= float(psf_mm) <= 5.0):
+        raise ValueError(f"psf_mm must be between 0 and 5 mm, got {psf_mm}")
     if region == "head":
         lung_free = [k for k in (lesion_kinds or LESION_KINDS) if k not in ("solid_nodule", "part_solid_nodule")]
         if not lung_free:
@@ -199,12 +207,12 @@ def make_phantom(
         contrast = False  # non-contrast head CT
         hu, tissue, hab, origin = build_head_anatomy(
             rng_anat, shape_t, spacing_t, report.sub(0.0, 0.85), cancel, slice_thickness,  # type: ignore[arg-type]
-            z_center_mm=float(z_center_mm),
+            z_center_mm=float(z_center_mm), psf_mm=psf_mm,
         )
     else:
         hu, tissue, hab, origin = build_anatomy(
             rng_anat, shape_t, spacing_t, bool(contrast), report.sub(0.0, 0.85), cancel, slice_thickness,  # type: ignore[arg-type]
-            z_center_mm=float(z_center_mm),
+            z_center_mm=float(z_center_mm), psf_mm=SCANNER_PSF_MM if psf_mm is None else float(psf_mm),
         )
     meta = VolumeMetadata(
         modality="CT",

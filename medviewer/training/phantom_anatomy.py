@@ -36,6 +36,11 @@ from medviewer.training.phantom_shapes import (
     union,
 )
 
+SCANNER_PSF_MM = 0.38
+"""In-plane point spread (Gaussian sigma, mm) of the phantoms' scanner blur: a standard soft-tissue
+kernel, FWHM about 0.9 mm. ``psf_mm`` of :func:`build_anatomy` and of the head builder changes it
+(sharper bone kernels, or 0 for none)."""
+
 TISSUE_AIR = 0
 TISSUE_SKIN = 1
 TISSUE_FAT = 2
@@ -221,6 +226,7 @@ def build_anatomy(
     cancel: CancelFn | None = None,
     slice_thickness: float | None = None,
     z_center_mm: float = -10.0,
+    psf_mm: float = SCANNER_PSF_MM,
 ) -> tuple[NDArray[np.float32], NDArray[np.uint8], Habitus, tuple[float, float, float]]:
     """Paint one random chest/upper-abdomen phantom.
 
@@ -240,6 +246,10 @@ def build_anatomy(
         Reconstructed slice thickness (mm) for the partial-volume effect
         along z; default the slice spacing. Sparse slices (spacing larger
         than thickness) sample the anatomy without thick-slice blur.
+    z_center_mm : float
+        Craniocaudal centre of the volume (see :func:`medviewer.training.phantom.make_phantom`).
+    psf_mm : float
+        In-plane scanner blur, a Gaussian of this sigma in mm (:data:`SCANNER_PSF_MM`); 0 for none.
 
     Returns
     -------
@@ -691,8 +701,9 @@ def build_anatomy(
     from scipy import ndimage
 
     # in-plane point spread of a standard reconstruction kernel (FWHM ~0.9 mm)
-    sig = 0.38
-    ndimage.gaussian_filter(hu, (0.0, sig / sy, sig / sx), output=hu, truncate=3.0)
+    sig = float(psf_mm)
+    if sig > 0:
+        ndimage.gaussian_filter(hu, (0.0, sig / sy, sig / sx), output=hu, truncate=3.0)
     hab.params.update({"n_vessel_segments": float(n_seg), "z_extent": z_extent})
     origin = (float(xs[0]), float(ys[0]), float(zs[0]))
     return hu, tissue, hab, origin

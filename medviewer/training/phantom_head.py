@@ -29,6 +29,7 @@ from numpy.typing import NDArray
 
 from medviewer.progress import CancelFn, Progress, check_cancel
 from medviewer.training.phantom_anatomy import (
+    SCANNER_PSF_MM,
     TISSUE_AIRWAY,
     TISSUE_CORTICAL_BONE,
     TISSUE_CSF,
@@ -70,6 +71,7 @@ def build_head_anatomy(
     cancel: CancelFn | None = None,
     slice_thickness: float | None = None,
     z_center_mm: float = 0.0,
+    psf_mm: float | None = None,
 ) -> tuple[NDArray[np.float32], NDArray[np.uint8], Habitus, tuple[float, float, float]]:
     """Paint one random head phantom (same contract as :func:`phantom_anatomy.build_anatomy`).
 
@@ -86,6 +88,9 @@ def build_head_anatomy(
         Slice thickness (mm) for partial volume along z; default the spacing.
     z_center_mm : float
         Craniocaudal centre of the volume (see :data:`HEAD_Z_RANGE_MM`).
+    psf_mm : float, optional
+        In-plane scanner blur (Gaussian sigma, mm); default
+        :data:`medviewer.training.phantom_anatomy.SCANNER_PSF_MM`, 0 for none.
 
     Returns
     -------
@@ -270,8 +275,9 @@ def build_head_anatomy(
     check_cancel(cancel, "phantom generation")
     from scipy import ndimage
 
-    sig = 0.38  # in-plane point spread of a standard kernel (FWHM ~0.9 mm), as the body phantom
-    ndimage.gaussian_filter(hu, (0.0, sig / sy, sig / sx), output=hu, truncate=3.0)
+    sig = SCANNER_PSF_MM if psf_mm is None else float(psf_mm)  # as the body phantom
+    if sig > 0:
+        ndimage.gaussian_filter(hu, (0.0, sig / sy, sig / sx), output=hu, truncate=3.0)
     origin = (float(xs[0]), float(ys[0]), float(zs[0]))
     return hu, tissue, hab, origin
 

@@ -111,6 +111,11 @@ class TrainConfig:
     (up to 6 times) while mostly air (full-dose mean below -800 HU), which spends the steps on
     anatomy but shows the generator little air and little skin-air boundary, although PSNR
     over a head slice is two thirds air."""
+    psf_mm: tuple[float, float] | None = None
+    """Range of the training phantoms' in-plane scanner blur (Gaussian sigma, mm), one value per
+    phantom drawn log-uniformly; None keeps every phantom at the default 0.38 mm (a soft-tissue
+    kernel). A generator that only saw that blur treats anything sharper as noise: on head phantoms
+    blurred at 0.15 mm its lead over tuned NLM fell from 1.8 to 0.2 dB at quarter dose."""
     init: str | None = None
     """Models folder whose generator weights start the run (fine-tuning), or None."""
     head_pixel_sizes: tuple[float, ...] = HEAD_PIXEL_SIZES_MM
@@ -134,6 +139,7 @@ class TrainConfig:
         d["head_pixel_sizes"] = list(self.head_pixel_sizes)
         d["noise_scale"] = list(self.noise_scale) if self.noise_scale else None
         d["hu_offset"] = list(self.hu_offset) if self.hu_offset else None
+        d["psf_mm"] = list(self.psf_mm) if self.psf_mm else None
         d["loss"] = self.loss.to_json()
         d["arch"] = self.arch.to_json()
         return d
@@ -143,7 +149,7 @@ class TrainConfig:
         """Inverse of :meth:`to_json` (unknown keys ignored, missing ones at their defaults)."""
         names = {f.name for f in fields(cls)}
         kw: dict[str, Any] = {k: v for k, v in d.items() if k in names}
-        for key in ("doses", "pixel_sizes", "head_pixel_sizes", "noise_scale", "hu_offset"):
+        for key in ("doses", "pixel_sizes", "head_pixel_sizes", "noise_scale", "hu_offset", "psf_mm"):
             if kw.get(key) is not None:
                 kw[key] = tuple(kw[key])
         if isinstance(kw.get("loss"), dict):
@@ -705,6 +711,7 @@ def load_training_pairs(
                     progress=progress,
                     cancel=cancel,
                     region=region,
+                    psf_mm=cfg.psf_mm,
                 )
             )
             seed0 += n
@@ -759,6 +766,11 @@ def load_training_pairs(
         "slices_per_phantom": cfg.slices_per_phantom,
         "pixel_mm": pixels,
         "slice_thickness_mm": 2.5,
+        "scanner_blur_psf_mm": (
+            f"Gaussian sigma drawn log-uniformly per phantom from {cfg.psf_mm[0]:g}-{cfg.psf_mm[1]:g} mm"
+            if cfg.psf_mm
+            else "Gaussian sigma 0.38 mm (FWHM about 0.9 mm, a soft-tissue kernel) for every phantom"
+        ),
         "dose_fraction_range": list(cfg.doses),
         "dose_fractions_used": [round(float(doses[:n_train].min()), 3), round(float(doses[:n_train].max()), 3)],
         "simulator": _simulator_parameters(),
@@ -892,6 +904,12 @@ def main(args: argparse.Namespace) -> int:
         if not 0.0 <= float(air) <= 1.0:
             raise ModelError(f"--air-patches {air}: choose a share between 0 and 1")
         cfg.air_patches = float(air)
+    psf = getattr(args, "psf_mm", None)
+    if psf is not None:
+        lo, hi = (float(v) for v in psf)
+        if not (0.0 < lo <= hi <= 5.0):
+            raise ModelError(f"--psf-mm {lo:g} {hi:g}: choose 0 < LOW <= HIGH <= 5 (mm)")
+        cfg.psf_mm = (lo, hi)
     sizes = {"phantoms": "n_phantoms", "head_phantoms": "n_head_phantoms", "slices_per_phantom": "slices_per_phantom"}
     for option, attr in sizes.items():
         value = getattr(args, option, None)
