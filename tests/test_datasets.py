@@ -54,6 +54,21 @@ def test_denoising_pairs_cached_and_resumable(tmp_path: Path) -> None:
     assert other.root != pairs.root
 
 
+def test_denoising_pairs_with_a_blur_range(tmp_path: Path) -> None:
+    """``psf_mm``: each phantom's blur is drawn from the range (recorded), the doses stay those of the default set."""
+    import json
+
+    plain = build_denoising_pairs(tmp_path, 2, seed=30, workers=1, **PAIR_ARGS)
+    sharp = build_denoising_pairs(tmp_path, 2, seed=30, workers=1, psf_mm=(0.1, 0.4), **PAIR_ARGS)
+    assert sharp.root != plain.root  # the default set keeps its folder, the new one gets its own
+    psfs = [json.loads((sharp.root / f"{s:07d}.json").read_text())["psf_mm"] for s in (30, 31)]
+    assert all(0.1 <= v <= 0.4 for v in psfs) and psfs[0] != psfs[1]
+    assert "psf_mm" not in json.loads((plain.root / "0000030.json").read_text())
+    np.testing.assert_array_equal(sharp.doses, plain.doses)
+    with pytest.raises(ValueError, match="psf_mm"):
+        build_denoising_pairs(tmp_path, 1, seed=30, workers=1, psf_mm=(0.4, 0.1), **PAIR_ARGS)
+
+
 def test_denoising_pairs_parallel_matches_serial(tmp_path: Path) -> None:
     a = build_denoising_pairs(tmp_path / "a", 2, seed=20, workers=2, **PAIR_ARGS)
     b = build_denoising_pairs(tmp_path / "b", 2, seed=20, workers=1, **PAIR_ARGS)

@@ -122,6 +122,25 @@ def test_bad_arguments() -> None:
         make_phantom(1, lesion_kinds=["brain_tumour"], **SMALL)
     with pytest.raises(ValueError, match="spacing"):
         make_phantom(1, shape=(4, 64, 64), spacing=(0.0, 1.0, 1.0))
+    with pytest.raises(ValueError, match="psf_mm"):
+        make_phantom(1, psf_mm=-0.1, **SMALL)
+
+
+@pytest.mark.parametrize("region", ["body", "head"])
+def test_scanner_blur_sets_edge_sharpness(region: str) -> None:
+    """``psf_mm`` is the in-plane blur: the default equals SCANNER_PSF_MM, a smaller one keeps steeper edges."""
+    from medviewer.training.phantom_anatomy import SCANNER_PSF_MM
+
+    kw = dict(shape=(2, 160, 160), spacing=(2.5, 0.5, 0.5), n_lesions=0, region=region)
+    default = make_phantom(4, **kw).volume.voxels
+    assert np.array_equal(default, make_phantom(4, psf_mm=SCANNER_PSF_MM, **kw).volume.voxels)
+    sharp = make_phantom(4, psf_mm=0.1, **kw).volume.voxels
+
+    def steepest(v: np.ndarray) -> float:
+        return float(np.percentile(np.abs(np.diff(v[0], axis=1)), 99.5))
+
+    assert steepest(sharp) > 1.3 * steepest(default)
+    assert abs(float(sharp.mean()) - float(default.mean())) < 2.0  # blur moves edges' sharpness, not HU
 
 
 def test_insert_lesions_into_plain_array() -> None:
