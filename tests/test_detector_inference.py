@@ -159,3 +159,38 @@ def test_pipeline_writes_valid_findings_json_and_nifti(model_folder, monkeypatch
     with pytest.raises(ExportError, match="already holds"):
         write_analysis(result, tmp_path / "out")
     assert not list((tmp_path / "out").glob(".*partial*"))
+
+
+def test_pipeline_with_denoise_detects_on_the_source_images(model_folder, monkeypatch):
+    """``denoise=True`` gives the denoised volume for reading; the detector still reads the source images."""
+    import jsonschema
+
+    import medviewer.ai.denoise as dn
+    from medviewer.ai.results import DENOISER_ROLE, ModelInfo
+
+    vol = _bright_sphere_volume()
+    read: list[Volume] = []
+
+    def fake_denoise(volume, device=None, progress=None, cancel=None, **kw):
+        from dataclasses import replace
+
+        return replace(volume, voxels=np.full(volume.shape, -1000.0, np.float32))
+
+    real_detect = det.detect_lesions
+
+    def spy(volume, *a, **kw):
+        read.append(volume)
+        return real_detect(volume, *a, **kw)
+
+    monkeypatch.setattr(dn, "denoise_volume", fake_denoise)
+    monkeypatch.setattr(dn, "denoiser_info", lambda folder=None: ModelInfo("medviewer-denoiser", "0.0-test"))
+    monkeypatch.setattr(det, "detect_lesions", spy)
+    monkeypatch.setattr(det, "predict_maps", _oracle_maps)
+    monkeypatch.setattr(det, "load_detector", lambda folder=None, _f=det.load_detector: _f(model_folder))
+    result = analyze_volume(vol, denoise=True, device="cpu")
+    assert result.denoised is not None and float(np.asarray(result.denoised.voxels).max()) == -1000.0
+    assert len(read) == 1 and read[0] is vol  # the source, not the (here blank) denoised volume
+    assert result.detection.findings  # found in the source images
+    doc = result.detection.findings_json()
+    jsonschema.validate(doc, FINDINGS_SCHEMA)
+    assert doc["denoiser"] == {"name": "medviewer-denoiser", "version": "0.0-test", "role": DENOISER_ROLE}

@@ -1,7 +1,9 @@
 """The analysis pipeline shared by ``medviewer analyze`` and the viewer's Analyze action.
 
 ``analyze_volume`` runs (optionally) the low-dose denoiser and then the lesion
-detector on one volume, reporting progress per stage; ``write_analysis``
+detector on one volume, reporting progress per stage. The detector always
+reads the source images: the denoised volume is for reading and export
+(see :func:`analyze_volume` for why); ``write_analysis``
 writes its outputs (findings.json, the confidence map as NIfTI with the
 source geometry, a label map of the findings) atomically. No Qt here: the
 GUI calls :func:`analyze_volume` from a worker thread.
@@ -42,7 +44,8 @@ class AnalysisResult:
     detection : DetectionResult
         Findings, confidence map (source grid) and abnormality score.
     denoised : Volume or None
-        The denoised volume when ``denoise=True`` (detection ran on it).
+        The denoised volume when ``denoise=True``, for reading and export
+        (detection ran on ``source``).
     device : str
         Where the models ran, e.g. ``"CPU (2 threads)"``.
     timings : dict
@@ -67,13 +70,21 @@ def analyze_volume(
 ) -> AnalysisResult:
     """Run (optional) denoising, then lesion detection on ``volume``.
 
+    The detector reads the source images even when ``denoise`` is set: it is
+    trained and validated on them, and on the frozen test volumes of
+    ``medviewer evaluate detector`` (detector 1.6.0, denoiser 1.4.0) it
+    found fewer lesions in denoised ones: held-out phantoms CPM 0.870 on the
+    source against 0.800 denoised, real-background volumes 0.511 against
+    0.486, the phantoms at simulated quarter dose 0.673 against 0.644.
+
     Parameters
     ----------
     volume : Volume
         Grey-scale CT in HU.
     denoise : bool
-        Run the GAN denoiser first; detection then runs on the denoised volume
-        and the result records the denoiser's name and version.
+        Also run the GAN denoiser (first), for the reader's denoised view and
+        the derived series; the result records the denoiser's name and version.
+        Detection still reads ``volume``.
     device : str, optional
         ``"auto"`` (default), ``"cpu"`` or ``"cuda"``.
     progress : callable, optional
@@ -108,7 +119,6 @@ def analyze_volume(
     t0 = time.perf_counter()
     check_cancel(cancel, "analysis")
     denoised: Volume | None = None
-    target = volume
     denoiser = None
     det_prog = prog
     if denoise:
@@ -118,10 +128,9 @@ def analyze_volume(
         denoised = denoise_volume(volume, device=device, progress=prog.sub(0.0, 0.5), cancel=cancel)
         timings["denoise"] = time.perf_counter() - t
         denoiser = denoiser_info()
-        target = denoised
         det_prog = prog.sub(0.5, 1.0)
     t = time.perf_counter()
-    detection = detect_lesions(target, device=device, progress=det_prog, cancel=cancel, threads=threads)
+    detection = detect_lesions(volume, device=device, progress=det_prog, cancel=cancel, threads=threads)
     timings["detect"] = time.perf_counter() - t
     detection.series_uid = volume.metadata.series_uid
     detection.denoiser = denoiser

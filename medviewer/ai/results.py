@@ -14,6 +14,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+DENOISER_ROLE = "made the denoised series for reading; the detector read the original images"
+"""What the denoiser did in an analysis (findings.json, DICOM SR Contributing Equipment)."""
+
 
 class ReviewStatus(str, Enum):
     """The reader's decision about a finding."""
@@ -119,7 +122,8 @@ class DetectionResult:
     threshold: float = 0.5
     """Display threshold recommended by the model card."""
     denoiser: ModelInfo | None = None
-    """Set when detection ran on a denoised volume."""
+    """The denoiser that made the denoised series shown with the findings (the detector itself
+    reads the source images; see :func:`medviewer.ai.pipeline.analyze_volume`)."""
     device: str = "cpu"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -134,7 +138,7 @@ class DetectionResult:
             "findings": [f.to_json() for f in self.findings],
         }
         if self.denoiser is not None:
-            doc["denoiser"] = {"name": self.denoiser.name, "version": self.denoiser.version}
+            doc["denoiser"] = {"name": self.denoiser.name, "version": self.denoiser.version, "role": DENOISER_ROLE}
         return doc
 
     def dumps(self) -> str:
@@ -169,4 +173,4 @@ FINDINGS_SCHEMA: dict[str, Any] = {
     },
 }
 
-__all__ = ["ReviewStatus", "Finding", "ModelInfo", "DetectionResult", "FINDINGS_SCHEMA"]
+__all__ = ["ReviewStatus", "Finding", "ModelInfo", "DetectionResult", "FINDINGS_SCHEMA", "DENOISER_ROLE"]

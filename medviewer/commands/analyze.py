@@ -1,7 +1,8 @@
 """`medviewer analyze IN --output OUT [--denoise] [--series UID] [--device auto|cpu|cuda]`.
 
 Loads a DICOM series, runs (optionally the denoiser, then) the lesion
-detector and writes ``OUT/findings.json``, ``OUT/confidence.nii.gz`` and
+detector, which reads the original images (the denoised series is for reading
+and the report's derived series), and writes ``OUT/findings.json``, ``OUT/confidence.nii.gz`` and
 ``OUT/findings_labels.nii.gz``. When IN holds several CT series and none is
 chosen with ``--series``, each goes to ``OUT/<SeriesInstanceUID>/``.
 """
@@ -25,7 +26,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     )
     p.add_argument("input", type=Path, metavar="IN", help="DICOM folder, file, .zip or DICOMDIR")
     p.add_argument("--output", "-o", type=Path, required=True, metavar="OUT", help="output folder")
-    p.add_argument("--denoise", action="store_true", help="run the GAN denoiser before detection")
+    p.add_argument("--denoise", action="store_true", help="also run the GAN denoiser (its series is for reading and --report; the detector reads the original images)")
     p.add_argument("--series", default=None, metavar="UID", help="SeriesInstanceUID to analyse (default: every CT series)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="where the models run")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
@@ -44,7 +45,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         type=strength_arg,
         default=1.0,
         metavar="S",
-        help="with --denoise: strength of the exported denoised series, 0.1-1 (default 1); detection always uses 1",
+        help="with --denoise: strength of the exported denoised series, 0.1-1 (default 1); detection reads the original images",
     )
     p.set_defaults(func=_run)
 

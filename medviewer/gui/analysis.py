@@ -6,7 +6,8 @@ through its issue-7 hooks and drives the same pipeline as ``medviewer analyze``
 
 * **Analyze** (toolbar, Analysis menu, Ctrl+Shift+A) runs the pipeline on the
   shown series in a worker (``TaskRunner`` channel ``"analyze"``; torch capped at
-  ``cores - 1`` threads): denoise (optional, on by default for CT) then detect.
+  ``cores - 1`` threads): denoise (optional, on by default for CT; for reading)
+  then detect (on the original images, see :func:`~medviewer.ai.pipeline.analyze_volume`).
   Progress per stage goes to the status bar with Cancel; errors (e.g. missing
   weights, :class:`~medviewer.errors.ModelError`) arrive as a signal and are
   shown in a dialog; a second Analyze while one runs is refused with a message.
@@ -485,7 +486,7 @@ class AnalysisController(QtCore.QObject):
         self.viewer.set_overlay_visible(self.overlay_controls.visible)
         models = f"Detector {det.model.name} v{det.model.version}"
         if det.denoiser is not None:
-            models += f"; denoiser {det.denoiser.name} v{det.denoiser.version} (detection ran on the denoised series)"
+            models += f"; denoiser {det.denoiser.name} v{det.denoiser.version} (denoised series for reading; detection ran on the original images)"
         info = (
             f"{models}. Device: {res.device}. Abnormality score {det.abnormality_score * 100:.0f} %. "
             f"{det.model.intended_use}"

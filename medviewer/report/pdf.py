@@ -308,7 +308,7 @@ def build_pdf(
     story.append(Paragraph("AI models", h2))
     models: list[tuple[str, ModelInfo]] = []
     if result.denoiser is not None:
-        models.append(("Denoising (input to detection)", result.denoiser))
+        models.append(("Denoising (for reading; detection read the original images)", result.denoiser))
     models.append(("Lesion detection", result.model))
     mrows: list[list[Any]] = [[Paragraph(t, cellb) for t in ("Role", "Model", "Version", "Manufacturer", "Intended use")]]
     for role, m in models:

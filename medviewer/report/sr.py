@@ -44,7 +44,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.sr.coding import Code
 
-from medviewer.ai.results import DetectionResult, Finding, ModelInfo, ReviewStatus
+from medviewer.ai.results import DENOISER_ROLE, DetectionResult, Finding, ModelInfo, ReviewStatus
 from medviewer.errors import ExportError
 from medviewer.volume import Volume
 
@@ -72,7 +72,7 @@ def contributing_equipment(result: DetectionResult) -> list[Any]:
 
     models: list[tuple[ModelInfo, str]] = []
     if result.denoiser is not None:
-        models.append((result.denoiser, "denoised the images the detector read"))
+        models.append((result.denoiser, DENOISER_ROLE))
     models.append((result.model, "detected lesions and their confidence"))
     return [
         hd.ContributingEquipment(
