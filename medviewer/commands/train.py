@@ -113,6 +113,14 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                 "bone, air, fat or another organ, where lesions abut the skull or the spine (default 0)",
             )
             q.add_argument(
+                "--ct-noise",
+                type=float,
+                default=None,
+                metavar="P",
+                help="probability that a training crop gets simulated CT noise (quarter-dose noise of phantom scans, "
+                "resampled like an input scan, scaled to about full..tenth dose) instead of white noise (default 0)",
+            )
+            q.add_argument(
                 "--texture",
                 type=float,
                 default=None,

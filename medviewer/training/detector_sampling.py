@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 from medviewer.ai.detector import CONTEXT, INTERNAL_SPACING, OUTPUT_STRIDE, WINDOWS, normalize_hu
 from medviewer.training.detector_augment import add_texture, paste_lesion, paste_vessel
 from medviewer.training.detector_data import TrainVolume
+from medviewer.training.detector_noise import add_ct_noise
 
 CROP_SLICES = 8
 CROP_SIZE = 112
@@ -100,6 +101,8 @@ def sample_batch(
     p_vessel: float = 0.0,
     p_texture: float = 0.0,
     p_paste_edge: float = 0.0,
+    p_ct_noise: float = 0.0,
+    ct_noise: NDArray[np.float32] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Draw a batch of crops (input in the network's HU ``windows``).
 
@@ -110,7 +113,10 @@ def sample_batch(
     tissue: ``paste_lesion(edge=True)``); with
     probability ``p_vessel`` it gets a tube of enhanced-vessel HU pasted as a
     negative (:func:`paste_vessel`); with probability ``p_texture`` its fat and
-    soft tissue get correlated texture (:func:`add_texture`).
+    soft tissue get correlated texture (:func:`add_texture`); with probability
+    ``p_ct_noise`` it gets simulated CT noise from the bank ``ct_noise``
+    (:func:`medviewer.training.detector_noise.add_ct_noise`) instead of the
+    white noise of the plain augmentation.
 
     Returns
     -------
@@ -165,8 +171,11 @@ def sample_batch(
             hu, _ = paste_vessel(hu, lab, rng)
         if p_texture > 0 and rng.random() < p_texture:
             hu = add_texture(hu, rng)
+        ct_noisy = p_ct_noise > 0 and ct_noise is not None and rng.random() < p_ct_noise  # no draw when off
+        if ct_noisy:
+            hu = add_ct_noise(hu, rng, ct_noise)  # type: ignore[arg-type]
         if augment:
-            if rng.random() < 0.5:
+            if not ct_noisy and rng.random() < 0.5:
                 hu = hu + rng.normal(0.0, rng.uniform(2.0, 30.0), hu.shape).astype(np.float32)
             hu = hu * rng.uniform(0.97, 1.03) + rng.uniform(-15, 15)
         seg = lab.reshape(slices, crop // 2, 2, crop // 2, 2).mean(axis=(2, 4))
