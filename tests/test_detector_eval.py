@@ -66,3 +66,29 @@ def test_quick_evaluation_writes_tables_plots_per_source_rows_and_the_lesion_aud
     assert card["real-background"]["cpm"] == real["detector"]["cpm"] and card["note"] == "quick test"
     assert card["real-background"]["sensitivity_by_diameter_mm"] == real["lesion_audit"]["by_diameter_mm"]
     assert card["held-out phantoms"]["cpm_95ci_bootstrap"] == res["sets"]["held-out phantoms"]["detector"]["cpm_95ci_bootstrap"]
+
+
+def test_noise_robustness_adds_ct_noise_and_white_noise_of_the_same_sd(tmp_path):
+    """The robustness section: CT noise from the simulator (cached), white noise of its SD in the body."""
+    from medviewer.training.detector_robustness import noise_robustness, noisy_cases, robustness_markdown
+
+    cases = ev.phantom_cases(2, ev.EVAL_SEED0, (4, 64, 64), (2.5, 5.0, 5.0))
+    sets = noisy_cases(cases, cache=tmp_path)
+    (ct, sd), (white, sd_w) = sets["CT noise"], sets["white noise"]
+    assert sd == sd_w and 2.0 < sd < 200.0 and len(list(tmp_path.glob("*ctnoise*.npz"))) == 2
+    for c, n, w in zip(cases, ct, white):
+        body = np.asarray(c.volume.voxels) > -500
+        assert np.asarray(c.volume.voxels).max() > -500  # the source cases are left as they were
+        d_ct = np.asarray(n.volume.voxels) - np.asarray(c.volume.voxels)
+        d_w = np.asarray(w.volume.voxels) - np.asarray(c.volume.voxels)
+        assert d_ct[body].std() > 1.0 and abs(d_w[body].std() / d_ct[body].std() - 1.0) < 0.5
+        np.testing.assert_array_equal(n.centers_mm, c.centers_mm)
+    again = noisy_cases(cases, cache=tmp_path)["CT noise"][0]  # read back from the cache
+    np.testing.assert_array_equal(np.asarray(again[0].volume.voxels), np.asarray(ct[0].volume.voxels))
+
+    def fake_detector(cs, device, progress, folder):
+        return {"dets": [frocm.ScanDetections(c.centers_mm, np.ones(len(c.centers_mm))) for c in cs]}
+
+    res = noise_robustness(cases, fake_detector, "cpu", None, 0.9, cache=tmp_path)
+    assert [r["noise"] for r in res["rows"]] == ["CT noise", "white noise"] and res["noise_free_cpm"] == 0.9
+    assert "| CT noise |" in "\n".join(robustness_markdown(res))

@@ -20,7 +20,9 @@ positives per scan and the CPM, for the detector and for a classical baseline
 on the soft-tissue windowed image, bright and dark blobs) in the same run; calibration
 (reliability diagram, ECE) of the finding confidences; case-level ROC AUC of
 the abnormality score (lesion-free vs lesion-bearing volumes) with a k-fold
-cross-validated logistic estimate; CPU speed per 512x512 slice. Writes
+cross-validated logistic estimate; robustness of the held-out phantoms' CPM
+to simulated CT noise and to white noise of the same SD
+(:mod:`medviewer.training.detector_robustness`); CPU speed per 512x512 slice. Writes
 ``results.json``, ``results.md`` and PNG plots into ``--out``.
 """
 
@@ -621,6 +623,12 @@ def evaluate(
     }
     check_cancel(cancel, "evaluation")
     if not quick:
+        from medviewer.training.detector_robustness import noise_robustness
+
+        results["noise_robustness"] = noise_robustness(
+            phantoms, run_detector, device, folder, results["sets"]["held-out phantoms"]["detector"]["cpm"], cache, prog.sub(0.88, 0.92)
+        )
+        check_cancel(cancel, "evaluation")
         prog(0.92, "timing")
         results["speed_cpu"] = measure_speed("cpu", threads=2, folder=folder)
     results["seconds"] = round(time.time() - t0, 1)
@@ -656,6 +664,10 @@ def evaluate(
     real_rows = results["sets"].get("real-background", {}).get("lesions", [])
     misses = [r for r in real_rows if r["best_confidence"] is None or r["best_confidence"] < lesion_audit.SHOWN_AT]
     md += lesion_audit.markdown({k: v["lesion_audit"] for k, v in results["sets"].items()}, misses)
+    if "noise_robustness" in results:
+        from medviewer.training.detector_robustness import robustness_markdown
+
+        md += robustness_markdown(results["noise_robustness"]) + [""]
     if "speed_cpu" in results:
         sp = results["speed_cpu"]
         md.append(f"- speed: {sp['ms_per_slice']:.1f} ms per 512x512 slice on {sp['threads']} CPU threads (whole detector)")
