@@ -8,6 +8,7 @@ renamed with :func:`os.replace`; the folder is fsynced so the rename is durable.
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import secrets
@@ -60,6 +61,15 @@ def write_text_atomic(path: str | Path, text: str, mode: int = 0o644) -> Path:
 def write_json_atomic(path: str | Path, obj: Any, mode: int = 0o644) -> Path:
     """Write ``obj`` as indented JSON (trailing newline) atomically."""
     return write_text_atomic(path, json.dumps(obj, indent=2) + "\n", mode)
+
+
+def write_npz_atomic(path: str | Path, **arrays: Any) -> Path:
+    """Save ``arrays`` as an uncompressed ``.npz`` atomically (:func:`write_bytes_atomic`)."""
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return write_bytes_atomic(path, buf.getvalue())
 
 
 def os_error_reason(exc: OSError) -> str:
@@ -197,6 +207,7 @@ __all__ = [
     "write_bytes_atomic",
     "write_text_atomic",
     "write_json_atomic",
+    "write_npz_atomic",
     "os_error_reason",
     "export_error",
     "folder_has_content",

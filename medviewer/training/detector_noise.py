@@ -20,8 +20,6 @@ adds a random crop of it, scaled to another dose, to a training crop.
 
 from __future__ import annotations
 
-import io
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -32,7 +30,7 @@ from numpy.typing import NDArray
 
 from medviewer.ai.detector import CONTEXT, INTERNAL_SPACING
 from medviewer.errors import ExportError
-from medviewer.fileio import write_bytes_atomic
+from medviewer.fileio import write_json_atomic, write_npz_atomic
 from medviewer.progress import CancelFn, Progress, ProgressFn, check_cancel
 
 NOISE_BANK_VERSION = 1
@@ -117,13 +115,11 @@ def build_noise_bank(
     side = min(min(a.shape[1], a.shape[2]) for a in out)
     bank = np.stack([a[:, :side, :side] for a in out]).astype(np.float32)
     folder.mkdir(parents=True, exist_ok=True)
-    buf = io.BytesIO()
-    np.savez(buf, noise=bank)
-    write_bytes_atomic(path, buf.getvalue())
+    write_npz_atomic(path, noise=bank)
     info = {"version": NOISE_BANK_VERSION, "dose": NOISE_BANK_DOSE, "pixel_mm": NOISE_BANK_PIXEL_MM, "n_body": n_body,
             "n_head": n_head, "slices": slices, "size": size, "seed0": NOISE_BANK_SEED0, "shape": list(bank.shape),
             "sd_hu": round(float(bank.std()), 2)}
-    write_bytes_atomic(path.with_suffix(".json"), (json.dumps(info, indent=1) + "\n").encode())
+    write_json_atomic(path.with_suffix(".json"), info)
     return bank
 
 

@@ -13,7 +13,6 @@ the two rows is what the texture of CT noise, not its amount, costs.
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from medviewer.fileio import write_npz_atomic
 from medviewer.progress import Progress, ProgressFn
 from medviewer.training import froc as frocm
 
@@ -45,10 +45,7 @@ def _ct_noise(case: Any, i: int, cache: Path | None) -> NDArray[np.float32]:
     noise = simulate_low_dose_volume(vox, ROBUSTNESS_DOSE, pixel_mm=float(case.volume.spacing[1]), seed=CT_NOISE_SEED0 + i) - vox
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.partial.npz")
-        with open(tmp, "wb") as f:
-            np.savez(f, noise=noise.astype(np.float16))
-        os.replace(tmp, path)
+        write_npz_atomic(path, noise=noise.astype(np.float16))
         noise = noise.astype(np.float16).astype(np.float32)  # as a later run reads it back
     return noise
 

@@ -46,6 +46,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from medviewer.errors import ModelError
+from medviewer.fileio import write_npz_atomic
 from medviewer.progress import CancelFn, Progress, ProgressFn, check_cancel, console_progress
 from medviewer.training.metrics import noise_sd_hu, psnr_hu, ssim_hu
 
@@ -174,16 +175,6 @@ def _method_version(method: str) -> str:
     return hashlib.sha256(repr(settings).encode()).hexdigest()[:8]
 
 
-def _save_npz_atomic(path: Path, **arrays: NDArray[Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-    os.close(fd)
-    try:
-        np.savez(tmp, **arrays)  # type: ignore[arg-type]
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def _low_dose_input(case: Case, dose: float, folder: Path | None) -> NDArray[np.float32]:
     """The simulated low-dose slice of a case, simulated once and then frozen in ``folder``.
 
@@ -204,7 +195,7 @@ def _low_dose_input(case: Case, dose: float, folder: Path | None) -> NDArray[np.
     low = simulate_low_dose(case.reference, dose, pixel_mm=case.pixel_mm, seed=_case_seed(case.name, dose))
     if path is not None:
         folder.mkdir(parents=True, exist_ok=True)  # type: ignore[union-attr]
-        _save_npz_atomic(path, low=low)
+        write_npz_atomic(path, low=low)
     return low
 
 
@@ -231,7 +222,7 @@ def _cached_method(
             pass
     out, ms, params = run()
     folder.mkdir(parents=True, exist_ok=True)
-    _save_npz_atomic(arr_path, out=out)
+    write_npz_atomic(arr_path, out=out)
     write_json_atomic(meta_path, {"ms": ms, "params": params})
     return out, ms, params
 
