@@ -7,8 +7,8 @@ is checked between batches), candidate lesions are extracted in 3D from the
 centre heat map and the segmentation map, their scores are calibrated with the
 temperature fitted at training time (model card ``"calibration"``), and
 everything is mapped back to the source grid and patient coordinates. The
-card may switch on left-right flip test-time augmentation
-(``"inference": {"flip_tta": true}``).
+card's ``"inference"`` entry may add passes on the left-right mirror image and
+on a finer in-plane grid (:mod:`medviewer.ai.detect_passes`).
 
 No Qt here; the GUI calls this from a worker thread.
 """
@@ -409,10 +409,10 @@ def detect_lesions(
 ) -> DetectionResult:
     """Detect focal lesions in a CT volume.
 
-    When the model card asks for it (``"inference": {"flip_tta": true}``), the
-    network also runs on the left-right mirrored volume and the two outputs
-    are averaged (:func:`predict_maps_tta`); the card's calibration was
-    fitted on that same pipeline.
+    The model card's ``"inference"`` entry names the network passes (in-plane
+    scales of the internal grid, left-right mirror images) whose outputs are
+    averaged (:mod:`medviewer.ai.detect_passes`); the card's calibration was
+    fitted on those same passes.
 
     Parameters
     ----------
@@ -471,13 +471,13 @@ def detect_lesions(
         src = np.asarray(volume.voxels, dtype=np.float32)
         if not np.isfinite(src).all():
             src = np.nan_to_num(src, nan=-1000.0, posinf=3000.0, neginf=-1000.0)
-        ishape = internal_shape(volume.shape, volume.spacing)
-        with torch.inference_mode():
-            hu_int = _resample(torch.from_numpy(src), ishape)
+        from medviewer.ai.detect_passes import inference_passes, predict_maps_passes  # it builds on this module
+
+        passes = inference_passes(card)
         prog(0.05, "detector: running the network")
-        flip_tta = bool((card.get("inference") or {}).get("flip_tta", False))
-        seg_logit, heat_logit, offset = predict_maps_tta(model, hu_int, dev, prog.sub(0.05, 0.85).__call__, cancel, flip_tta)
-        del hu_int
+        seg_logit, heat_logit, offset = predict_maps_passes(
+            model, src, volume.spacing, passes, dev, prog.sub(0.05, 0.85).__call__, cancel
+        )
         check_cancel(cancel, "lesion detection")
         prog(0.85, "detector: extracting findings")
         seg_prob = expit(seg_logit).astype(np.float32)
@@ -511,8 +511,9 @@ def detect_lesions(
             device=describe_device(dev),
             extra={
                 "seconds": time.perf_counter() - t0,
-                "flip_tta": flip_tta,
-                "internal_shape": list(ishape),
+                "flip_tta": any(p.flip for p in passes),
+                "passes": [{"scale": p.scale, "flip": p.flip} for p in passes],
+                "output_shape": list(oshape),
                 "n_candidates": len(cands),
             },
         )

@@ -35,6 +35,7 @@ import argparse
 import json
 import math
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +44,12 @@ import torch
 from numpy.typing import NDArray
 from scipy.special import expit
 
-from medviewer.ai.detect import MODEL_NAME, extract_candidates, predict_maps_tta
+from medviewer.ai.detect import MODEL_NAME, extract_candidates
+from medviewer.ai.detect_passes import Pass, passes_json, predict_maps_passes
 from medviewer.ai.detector import (
     CONTEXT,
     HU_CLIP,
     INTERNAL_SPACING,
-    OUTPUT_STRIDE,
     LesionNet,
     build_model,
     config_windows,
@@ -113,9 +114,9 @@ DEFAULT_BATCH = 4
 MODEL_VERSION = "1.6.0"
 HARD_NEGATIVE_EVERY = 250
 CHECKPOINT_EVERY = 100
-#: Inference with left-right flip test-time augmentation (recorded in the card's ``"inference"``;
-#: calibration is fitted on the same pipeline).
-FLIP_TTA = True
+#: Inference passes of a trained detector (recorded in the card's ``"inference"``; calibration is
+#: fitted on the same passes): the internal grid with its left-right mirror image.
+PASSES: tuple[Pass, ...] = (Pass(1.0, True),)
 
 
 # --------------------------------------------------------------------------- evaluation helpers
@@ -124,9 +125,9 @@ def volume_candidates(
     hu: NDArray[Any],
     device: torch.device | str = "cpu",
     cancel: CancelFn | None = None,
-    flip_tta: bool = False,
+    passes: Sequence[Pass] = (Pass(1.0, False),),
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-    """Candidates of a volume at the internal spacing (``flip_tta``: see :func:`~medviewer.ai.detect.predict_maps_tta`).
+    """Candidates of a volume at the internal spacing (``passes``: see :mod:`medviewer.ai.detect_passes`).
 
     Returns
     -------
@@ -134,14 +135,17 @@ def volume_candidates(
     logits : (m,)
     diameters_mm : (m,)
     """
-    seg_logit, heat_logit, offset = predict_maps_tta(model, np.asarray(hu, np.float32), device, cancel=cancel, flip_tta=flip_tta)
+    hu = np.asarray(hu, np.float32)
+    seg_logit, heat_logit, offset = predict_maps_passes(model, hu, INTERNAL_SPACING, list(passes), device, cancel=cancel)
     seg_prob = expit(seg_logit)
-    ospacing = (INTERNAL_SPACING[0], INTERNAL_SPACING[1] * OUTPUT_STRIDE, INTERNAL_SPACING[2] * OUTPUT_STRIDE)
-    cands, _ = extract_candidates(seg_prob, heat_logit, ospacing, offset=offset)
+    oshape = seg_prob.shape
+    ospacing = tuple(n * s / m for n, s, m in zip(hu.shape, INTERNAL_SPACING, oshape))
+    cands, _ = extract_candidates(seg_prob, heat_logit, ospacing, offset=offset)  # type: ignore[arg-type]
     if not cands:
         return np.zeros((0, 3)), np.zeros(0), np.zeros(0)
     c = np.array([cd.center for cd in cands], dtype=np.float64)
-    c[:, 1:] = c[:, 1:] * OUTPUT_STRIDE + 0.5
+    for ax in (1, 2):  # output grid -> internal grid index (same extent)
+        c[:, ax] = (c[:, ax] + 0.5) * (hu.shape[ax] / oshape[ax]) - 0.5
     logits = np.array([cd.logit for cd in cands])
     diam = np.array([(6 * cd.voxels * np.prod(ospacing) / math.pi) ** (1 / 3) for cd in cands])
     return c, logits, diam
@@ -153,11 +157,11 @@ def validate(
     device: torch.device | str = "cpu",
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
-    flip_tta: bool = False,
+    passes: Sequence[Pass] = (Pass(1.0, False),),
 ) -> dict[str, Any]:
     """Candidates on validation volumes: fit calibration; FROC/CPM and ECE.
 
-    ``flip_tta`` must match the inference pipeline the calibration is for.
+    ``passes`` must match the inference pipeline the calibration is for.
 
     Returns a dict with ``temperature``, ``bias``, ``cpm``, ``sens_at``,
     ``ece_raw``, ``ece`` and the raw per-candidate ``logits``/``hits``.
@@ -168,7 +172,7 @@ def validate(
     model.eval()
     for n, v in enumerate(vols):
         check_cancel(cancel, "validation")
-        c, lg, _ = volume_candidates(model, v.hu, device, cancel, flip_tta)
+        c, lg, _ = volume_candidates(model, v.hu, device, cancel, passes)
         t = frocm.ScanTruth(v.centers * sp, v.diameters)
         d = frocm.ScanDetections(c * sp, lg)
         is_tp, _ = frocm.match_candidates(t, d)
@@ -207,8 +211,9 @@ def make_card(
     calibration: dict[str, Any],
     state: dict[str, Any],
     train_info: dict[str, Any],
+    passes: Sequence[Pass] = PASSES,
 ) -> dict[str, Any]:
-    """The complete model card written next to the weights."""
+    """The complete model card written next to the weights (``passes``: the inference passes calibrated for)."""
     macs = count_macs(model, 256)
     return {
         "name": MODEL_NAME,
@@ -236,7 +241,7 @@ def make_card(
             "abnormality_score": "maximum calibrated finding confidence of the volume (0 without candidates)",
         },
         "calibration": calibration,
-        "inference": {"flip_tta": FLIP_TTA},
+        "inference": passes_json(list(passes)),
         "threshold": 0.5,
         "min_confidence": 0.05,
         "training": train_info,
@@ -261,11 +266,12 @@ def finalize(
     install: bool,
     version: str,
     progress: ProgressFn | None = None,
+    passes: Sequence[Pass] = PASSES,
 ) -> dict[str, Any]:
-    """Calibrate on the validation volumes, write ``run/detector.*`` and optionally install."""
+    """Calibrate on the validation volumes for the inference ``passes``, write ``run/detector.*`` and optionally install."""
     prog = Progress(progress)
-    res = validate(model, val, device, prog.sub(0.0, 0.5), flip_tta=FLIP_TTA)
-    textured = validate(model, with_texture(val), device, prog.sub(0.5, 1.0), flip_tta=FLIP_TTA)
+    res = validate(model, val, device, prog.sub(0.0, 0.5), passes=passes)
+    textured = validate(model, with_texture(val), device, prog.sub(0.5, 1.0), passes=passes)
     calibration = {
         "method": "temperature scaling (with offset) of the centre heat-map peak logit, fitted by NLL on validation phantoms",
         "temperature": round(res["temperature"], 5),
@@ -286,7 +292,7 @@ def finalize(
         "textured_note": f"the same volumes with tissue texture (add_texture, seeds [{TEXTURED_VAL_SEED}, i]): robustness "
         "to the mottling of real tissue",
     }
-    card = make_card(model.cpu(), version, calibration, state, train_info)
+    card = make_card(model.cpu(), version, calibration, state, train_info, passes)
     save_weights(MODEL_NAME, model.state_dict(), card, run)
     if install:
         save_weights(MODEL_NAME, model.state_dict(), card, models_dir())

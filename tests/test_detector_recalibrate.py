@@ -1,0 +1,51 @@
+"""`medviewer calibrate detector`: new inference passes, weights unchanged, calibration re-fitted."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from medviewer.ai.detect_passes import Pass, inference_passes
+from medviewer.ai.detector import build_model
+from medviewer.ai.weights import load_weights, save_weights
+from medviewer.cli import main as cli_main
+from medviewer.errors import ModelError
+from medviewer.training.detector_data import volume_groups
+from medviewer.training.recalibrate_detector import parse_pass, recalibrate_detector
+
+
+def test_pass_specs():
+    assert parse_pass("1.2") == Pass(1.2, False)
+    assert parse_pass("1.0:flip") == Pass(1.0, True)
+    for bad in ("1.2:mirror", "fine", "1.0:flip:x"):
+        with pytest.raises(ModelError):
+            parse_pass(bad)
+
+
+def test_recalibration_keeps_the_weights_and_records_the_passes(tmp_path):
+    torch.manual_seed(0)
+    m = build_model()
+    save_weights("detector", m.state_dict(), {"version": "1.0-a", "steps": 12, "training": {"method": "trained"}}, tmp_path / "a")
+    groups = volume_groups(["chest=1/1", "kidney=0/0", "host-hu=0/0", "head=0/0"])
+    passes = [Pass(1.0, True), Pass(1.25, False)]
+    card = recalibrate_detector(tmp_path / "a", passes, tmp_path / "b", tmp_path / "data", "1.1-test",
+                                device="cpu", groups=groups, shape=(16, 128, 128))
+    tensors, saved = load_weights("detector", tmp_path / "b")
+    for k, v in m.state_dict().items():
+        assert torch.equal(tensors[k], v)
+    assert saved["version"] == card["version"] == "1.1-test"
+    assert inference_passes(saved) == passes
+    assert saved["training"]["method"] == "trained" and saved["steps"] == 12
+    rec = saved["training"]["recalibrated"]
+    assert rec["from"] == "detector 1.0-a" and rec["weights"] == "unchanged"
+    assert "--passes 1:flip 1.25" in rec["command"]
+    assert saved["calibration"]["temperature"] > 0 and saved["calibration"]["validation_seeds"] == [90000]
+
+
+def test_calibrate_cli_refuses_a_bad_pass_before_writing(tmp_path, capsys):
+    save_weights("detector", build_model().state_dict(), {"version": "1"}, tmp_path / "a")
+    rc = cli_main(["calibrate", "detector", str(tmp_path / "a"), "--passes", "9", "--out", str(tmp_path / "b"),
+                   "--version", "x", "--data", str(tmp_path / "data")])
+    assert rc == 2
+    assert "scales in" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
