@@ -69,6 +69,42 @@ def test_denoising_pairs_with_a_blur_range(tmp_path: Path) -> None:
         build_denoising_pairs(tmp_path, 1, seed=30, workers=1, psf_mm=(0.4, 0.1), **PAIR_ARGS)
 
 
+def test_denoising_pairs_with_hard_cuts(tmp_path: Path) -> None:
+    """``cut``: the chosen slices are cut to padding before the scanner is simulated; other slices stay as they were."""
+    import json
+
+    plain = build_denoising_pairs(tmp_path, 2, seed=42, workers=1, **PAIR_ARGS)
+    cut = build_denoising_pairs(tmp_path, 2, seed=42, workers=1, cut=0.5, **PAIR_ARGS)
+    assert cut.root != plain.root
+    flags = [f for s in (42, 43) for f in json.loads((cut.root / f"{s:07d}.json").read_text())["cut_slices"]]
+    assert len(flags) == 4 and any(flags) and not all(flags)  # seed 42 starts uncut, 43 cut
+    for i, was_cut in enumerate(flags):
+        if was_cut:  # more padding than the uncut phantom; the low-dose scan is of the cut slice
+            assert (cut.clean(i) <= -1020).sum() > (plain.clean(i) <= -1020).sum()
+            assert np.corrcoef(cut[i][1].ravel(), cut.clean(i).ravel())[0, 1] > 0.9
+        else:
+            np.testing.assert_array_equal(cut.clean(i), plain.clean(i))
+    with pytest.raises(ValueError, match="cut"):
+        build_denoising_pairs(tmp_path, 1, seed=40, workers=1, cut=2.0, **PAIR_ARGS)
+
+
+def test_cut_slice_makes_a_hard_step() -> None:
+    from medviewer.training.hard_edges import PAD_HU, cut_slice
+    from medviewer.training.phantom import make_phantom
+
+    hu = np.asarray(make_phantom(3, shape=(1, 128, 128), spacing=(2.5, 2.8, 2.8), n_lesions=0).volume.voxels[0], np.float32)
+    body = hu > -500
+    for kind in ("fov", "mask", "strip"):
+        out = cut_slice(hu, 2.8, np.random.default_rng(1), kind)
+        padded = out == PAD_HU
+        assert (padded & body).sum() > 0.05 * body.sum()  # tissue was cut away
+        kept = ~padded
+        np.testing.assert_array_equal(out[kept], hu[kept])  # the rest is untouched, so the step is one pixel wide
+    with pytest.raises(ValueError, match="cut kind"):
+        cut_slice(hu, 2.8, np.random.default_rng(1), "circle")
+    np.testing.assert_array_equal(cut_slice(np.full((16, 16), -1000, np.float32), 1.0, np.random.default_rng(0)), -1000)
+
+
 def test_denoising_pairs_parallel_matches_serial(tmp_path: Path) -> None:
     a = build_denoising_pairs(tmp_path / "a", 2, seed=20, workers=2, **PAIR_ARGS)
     b = build_denoising_pairs(tmp_path / "b", 2, seed=20, workers=1, **PAIR_ARGS)

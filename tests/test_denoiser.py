@@ -267,14 +267,14 @@ def test_train_main_resume_keeps_the_runs_recipe(tmp_path, monkeypatch):
     common = dict(out=run, device="cpu", batch_size=None, threads=None, data=tmp_path / "d", install=False, note=None,
                   phantoms=None, head_phantoms=None, slices_per_phantom=None, minutes=None)
     assert td.main(argparse.Namespace(steps=2, resume=False, seed=3, air_patches=0.25, target="full", version="9.1-test",
-                                      psf_mm=[0.1, 0.4], **common)) == 0
+                                      psf_mm=[0.1, 0.4], cut=0.3, **common)) == 0
     # resumed with a larger step cap only: seed, air share, target and version stay the run's
     assert td.main(argparse.Namespace(steps=3, resume=True, seed=0, **common)) == 0
     meta = json.loads((run / "checkpoint.json").read_text())
     assert meta["step"] == 3
     config = meta["config"]
     assert (config["seed"], config["air_patches"], config["target"], config["version"]) == (3, 0.25, "full", "9.1-test")
-    assert config["psf_mm"] == [0.1, 0.4]
+    assert config["psf_mm"] == [0.1, 0.4] and config["cut"] == 0.3
     assert TrainConfig.from_json(config).to_json() == config  # the recipe round-trips
     card = json.loads((run / "model" / "denoiser.json").read_text())
     assert "taken wherever they fall" in card["training"]["patch_sampling"] and card["training"]["steps"] == 3
@@ -406,6 +406,16 @@ def test_refine_option_cannot_shrink_the_init_generator(tmp_path):
         init=tmp_path / "models", refine=1,
     )
     with pytest.raises(ModelError, match="--refine 1"):
+        td.main(args)
+
+
+def test_cut_option_is_checked(tmp_path):
+    args = argparse.Namespace(
+        steps=1, out=tmp_path / "run", resume=False, seed=0, device="cpu", batch_size=None, threads=None, data=tmp_path / "d",
+        install=False, version=None, note=None, phantoms=None, head_phantoms=None, slices_per_phantom=None, minutes=None,
+        cut=1.5,
+    )
+    with pytest.raises(ModelError, match="--cut 1.5"):
         td.main(args)
 
 

@@ -58,6 +58,13 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                 "from LOW..HIGH (default: all at 0.38 mm, a soft-tissue kernel)",
             )
             q.add_argument(
+                "--cut",
+                type=float,
+                default=None,
+                help="share of training slices cut straight to -1024 HU padding (field-of-view circle or mask) "
+                "before the scanner is simulated (default 0)",
+            )
+            q.add_argument(
                 "--air-patches",
                 type=float,
                 default=None,

@@ -228,7 +228,7 @@ class DenoisingPairs:
 
 def _denoise_job(root: str, pseed: int, slices: int, size: int, pixel_mm: float, thickness: float,
                  doses: tuple[float, float], full_dose_noise: bool, region: str = "body",
-                 psf_mm: tuple[float, float] | None = None, cancel: CancelFn | None = None) -> None:
+                 psf_mm: tuple[float, float] | None = None, cut: float = 0.0, cancel: CancelFn | None = None) -> None:
     rootp = Path(root)
     marker = rootp / f"{pseed:07d}.json"
     if marker.exists():
@@ -252,6 +252,16 @@ def _denoise_job(root: str, pseed: int, slices: int, size: int, pixel_mm: float,
     from medviewer.training.lowdose import simulate_dose_pair, simulate_low_dose
 
     clean = ph.volume.voxels
+    cuts: list[bool] = []
+    if cut > 0:  # hard steps to padding on a share of the slices, before the scanner is simulated
+        from medviewer.training.hard_edges import cut_slice
+
+        cut_rng = np.random.default_rng(np.random.SeedSequence([pseed, 2026]))  # apart from the dose draws
+        clean = np.array(clean, dtype=np.float32, copy=True)
+        for k in range(slices):
+            cuts.append(bool(cut_rng.random() < cut))
+            if cuts[-1]:
+                clean[k] = cut_slice(clean[k], pixel_mm, cut_rng)
     full = np.empty_like(clean)
     low = np.empty_like(clean)
     lo, hi = math.log(doses[0]), math.log(doses[1])
@@ -271,6 +281,8 @@ def _denoise_job(root: str, pseed: int, slices: int, size: int, pixel_mm: float,
     meta = {"seed": pseed, "doses": dose_list, "contrast": ph.contrast, "lesions": [les.to_dict() for les in ph.lesions]}
     if psf is not None:
         meta["psf_mm"] = psf
+    if cuts:
+        meta["cut_slices"] = cuts
     write_bytes_atomic(marker, (json.dumps(meta, indent=1) + "\n").encode())
 
 
@@ -289,6 +301,7 @@ def build_denoising_pairs(
     full_dose_noise: bool = True,
     region: str = "body",
     psf_mm: tuple[float, float] | None = None,
+    cut: float = 0.0,
 ) -> DenoisingPairs:
     """Build (or resume, or just open) a cached set of denoising pairs.
 
@@ -323,6 +336,10 @@ def build_denoising_pairs(
         value per phantom drawn log-uniformly; default every phantom at
         :data:`medviewer.training.phantom_anatomy.SCANNER_PSF_MM`. Real scans
         reconstructed with sharp kernels have edges far steeper than that.
+    cut : float
+        Share of the slices cut straight to padding (a field-of-view circle or
+        a mask; :func:`medviewer.training.hard_edges.cut_slice`) before the
+        scanner is simulated; default 0.
 
     Returns
     -------
@@ -357,10 +374,14 @@ def build_denoising_pairs(
         if not (0.0 < psf[0] <= psf[1] <= 5.0):
             raise ValueError(f"psf_mm must satisfy 0 < low <= high <= 5 mm, got {psf_mm}")
         params["psf_mm"] = list(psf)  # sets at the default blur keep their cache folder names
+    if not 0.0 <= cut <= 1.0:
+        raise ValueError(f"cut must lie in [0, 1], got {cut}")
+    if cut > 0:  # sets without cuts keep their cache folder names
+        params["cut"] = float(cut)
     root = _param_folder(Path(cache_dir), "denoise", params)
     seeds = list(range(int(seed), int(seed) + int(n_phantoms)))
     todo = [s for s in seeds if not (root / f"{s:07d}.json").exists()]
-    args = [(str(root), s, int(slices_per_phantom), int(size), pixel, thickness, (float(doses[0]), float(doses[1])), bool(full_dose_noise), str(region), psf) for s in todo]
+    args = [(str(root), s, int(slices_per_phantom), int(size), pixel, thickness, (float(doses[0]), float(doses[1])), bool(full_dose_noise), str(region), psf, float(cut)) for s in todo]
     _run_jobs(_denoise_job, args, workers, progress, cancel, "denoising pairs", len(seeds) - len(todo), len(seeds))
     dose_arr = np.empty(len(seeds) * slices_per_phantom, np.float32)
     for n, s in enumerate(seeds):
