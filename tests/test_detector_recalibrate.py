@@ -49,3 +49,19 @@ def test_calibrate_cli_refuses_a_bad_pass_before_writing(tmp_path, capsys):
     assert rc == 2
     assert "scales in" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
+
+
+def test_native_calibration_is_fitted_on_native_phantoms(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDVIEWER_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    save_weights("detector", build_model().state_dict(), {"version": "1.0-a"}, tmp_path / "a")
+    groups = volume_groups(["chest=1/1", "kidney=0/0", "host-hu=0/0", "head=0/0"])
+    card = recalibrate_detector(tmp_path / "a", [Pass(1.0, False), Pass(1.4, False)], tmp_path / "b", tmp_path / "data",
+                                "1.1-test", device="cpu", groups=groups, shape=(16, 128, 128), native=2,
+                                native_grid=((12, 96, 96), (2.5, 2.8, 2.8)))
+    cal = card["calibration"]
+    assert "native CT pixel" in cal["method"] and cal["calibration_seeds"] == [3_000_000, 3_000_001]
+    assert cal["temperature"] > 0 and cal["n_candidates"] >= 0
+    assert card["training"]["recalibrated"]["command"].endswith("--native 2")
+    assert load_weights("detector", tmp_path / "b")[1]["calibration"] == cal  # the saved card, hash checked
+    assert list((tmp_path / "cache" / "detector_native_calibration").glob("*.npz"))  # the phantoms are cached

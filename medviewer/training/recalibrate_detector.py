@@ -14,15 +14,30 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from medviewer.ai.detect import MODEL_NAME
-from medviewer.ai.detect_passes import Pass, passes_json
-from medviewer.ai.detector import build_model
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from scipy.special import expit
+
+from medviewer.ai.detect import MODEL_NAME, _index_map, extract_candidates
+from medviewer.ai.detect_passes import Pass, passes_json, predict_maps_passes
+from medviewer.ai.detector import LesionNet, build_model
 from medviewer.ai.device import resolve_device
-from medviewer.ai.weights import load_state_into, load_weights
+from medviewer.ai.weights import load_state_into, load_weights, save_weights
 from medviewer.errors import ModelError
 from medviewer.progress import Progress, ProgressFn
+from medviewer.resources import models_dir
+from medviewer.training import froc as frocm
 from medviewer.training.detector_data import load_validation
 from medviewer.training.train_detector import finalize
+from medviewer.volume import Volume
+
+#: Seeds of the native-resolution calibration phantoms (apart from the test phantoms' 1,000,000+ and
+#: from every training and validation seed, which lie below 100,000).
+NATIVE_SEED0 = 3_000_000
+#: Shape and spacing of a native-resolution calibration phantom: a 512 x 512 body CT at 0.7 mm.
+NATIVE_SHAPE: tuple[int, int, int] = (40, 512, 512)
+NATIVE_SPACING: tuple[float, float, float] = (2.5, 0.7, 0.7)
 
 
 def parse_pass(spec: str) -> Pass:
@@ -36,6 +51,66 @@ def parse_pass(spec: str) -> Pass:
         raise ModelError(f"detector pass {spec!r}: the scale is not a number") from exc
 
 
+def volume_logits(
+    model: LesionNet, volume: Volume, passes: Sequence[Pass], device: torch.device | str = "cpu"
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Every candidate of ``volume`` as ``detect_lesions`` finds it: centres (m, 3) in patient mm, raw logits (m,)."""
+    src = np.asarray(volume.voxels, dtype=np.float32)
+    seg_logit, heat_logit, offset = predict_maps_passes(model, src, volume.spacing, list(passes), device)
+    seg_prob = expit(seg_logit).astype(np.float32)
+    oshape = seg_prob.shape
+    ospacing = tuple(n * sp / m for n, sp, m in zip(volume.shape, volume.spacing, oshape))
+    cands, _ = extract_candidates(seg_prob, heat_logit, ospacing, offset=offset)  # type: ignore[arg-type]
+    centres = []
+    for c in cands:
+        idx = [float(np.clip(_index_map(no, ns, v), 0, ns - 1)) for no, ns, v in zip(oshape, volume.shape, c.center)]
+        centres.append(volume.index_to_patient(tuple(idx)))
+    return np.array(centres, dtype=np.float64).reshape(-1, 3), np.array([c.logit for c in cands], dtype=np.float64)
+
+
+def native_calibration(
+    model: LesionNet,
+    passes: Sequence[Pass],
+    n: int,
+    device: torch.device | str = "cpu",
+    progress: ProgressFn | None = None,
+    cache: Path | None = None,
+    shape: tuple[int, int, int] = NATIVE_SHAPE,
+    spacing: tuple[float, float, float] = NATIVE_SPACING,
+) -> dict[str, Any]:
+    """Temperature and offset fitted on ``n`` phantoms rendered at a native CT pixel (seeds :data:`NATIVE_SEED0` + i).
+
+    A pass finer than the internal grid sees real detail only on such volumes;
+    on the internal-grid validation phantoms it sees interpolated pixels, and
+    the logits a calibration is fitted on must be those a scan gives.
+    """
+    from medviewer.training.evaluate_detector import phantom_cases
+
+    prog = Progress(progress)
+    cases = phantom_cases(n, NATIVE_SEED0, shape, spacing, prog.sub(0.0, 0.3), None, cache)
+    logits, hits = [], []
+    for i, case in enumerate(cases):
+        c, lg = volume_logits(model, case.volume, passes, device)
+        is_tp, _ = frocm.match_candidates(case.truth, frocm.ScanDetections(c, lg))
+        logits.append(lg)
+        hits.append(is_tp.astype(float))
+        prog(0.3 + 0.7 * (i + 1) / len(cases), "native-resolution calibration")
+    lg_all, hit_all = np.concatenate(logits), np.concatenate(hits)
+    temperature, bias = frocm.fit_temperature(lg_all, hit_all)
+    ece_raw, _ = frocm.expected_calibration_error(expit(lg_all), hit_all)
+    ece, _ = frocm.expected_calibration_error(expit(lg_all / temperature + bias), hit_all)
+    return {
+        "method": "temperature scaling (with offset) of the centre heat-map peak logit, fitted by NLL on phantoms "
+        f"rendered at a native CT pixel ({n} volumes, {shape[1]} x {shape[2]} at {spacing[1]:g} mm)",
+        "temperature": round(float(temperature), 5),
+        "bias": round(float(bias), 5),
+        "calibration_seeds": [NATIVE_SEED0, NATIVE_SEED0 + n - 1],
+        "n_candidates": int(len(lg_all)),
+        "ece_before": round(float(ece_raw), 4),
+        "ece_after": round(float(ece), 4),
+    }
+
+
 def recalibrate_detector(
     base: Path,
     passes: Sequence[Pass],
@@ -47,11 +122,17 @@ def recalibrate_detector(
     progress: ProgressFn | None = None,
     groups: dict[str, tuple[int, int]] | None = None,
     shape: tuple[int, int, int] | None = None,
+    native: int = 0,
+    native_grid: tuple[tuple[int, int, int], tuple[float, float, float]] = (NATIVE_SHAPE, NATIVE_SPACING),
 ) -> dict[str, Any]:
-    """Calibrate the detector in ``base`` for ``passes`` on the validation phantoms; write it to ``out``.
+    """Calibrate the detector in ``base`` for ``passes``; write it to ``out``.
 
-    Returns the new model card. ``groups`` and ``shape`` choose the validation
-    phantoms (default: those of ``medviewer train detector``).
+    Returns the new model card. The calibration is fitted on the validation
+    phantoms (``groups`` and ``shape`` choose them; default: those of
+    ``medviewer train detector``), or with ``native`` > 0 on that many phantoms
+    rendered at a native CT pixel (:func:`native_calibration`, ``native_grid``
+    their shape and spacing); the validation metrics in the card come from the
+    validation phantoms either way.
     """
     from medviewer.ai.detect_passes import inference_passes
 
@@ -78,7 +159,24 @@ def recalibrate_detector(
     }
     state = {"step": int(card.get("steps", 0))}
     out.mkdir(parents=True, exist_ok=True)
-    return finalize(out, model, state, val, training, resolve_device(device), install, version, prog.sub(0.2, 1.0), passes)
+    dev = resolve_device(device)
+    end = 0.6 if native > 0 else 1.0
+    new_card = finalize(out, model, state, val, training, dev, install and native <= 0, version, prog.sub(0.2, end), passes)
+    if native > 0:
+        from medviewer.resources import cache_dir
+
+        cal = native_calibration(model.to(dev), passes, int(native), dev, prog.sub(0.6, 1.0),
+                                 cache_dir() / "detector_native_calibration", *native_grid)
+        new_card = dict(new_card)
+        new_card["calibration"] = cal
+        training["recalibrated"]["command"] += f" --native {int(native)}"
+        new_card["training"] = training
+        model = model.cpu()
+        save_weights(MODEL_NAME, model.state_dict(), new_card, out)
+        if install:
+            save_weights(MODEL_NAME, model.state_dict(), new_card, models_dir())
+        new_card = load_weights(MODEL_NAME, out)[1]
+    return new_card
 
 
-__all__ = ["parse_pass", "recalibrate_detector"]
+__all__ = ["NATIVE_SEED0", "parse_pass", "volume_logits", "native_calibration", "recalibrate_detector"]
