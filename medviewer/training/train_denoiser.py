@@ -779,7 +779,8 @@ def load_training_pairs(
         ),
         "hard_cuts": (
             f"{100 * cfg.cut:g} % of the slices cut straight to -1024 HU padding (a field-of-view circle through the "
-            "body, or a mask 4-20 mm inside its outline) before the scanner is simulated"
+            "body, a mask 4-20 mm inside its outline, or the largest soft-tissue region, as skull-stripping leaves a "
+            "brain) before the scanner is simulated"
             if cfg.cut
             else None
         ),
