@@ -63,5 +63,6 @@ def test_native_calibration_is_fitted_on_native_phantoms(tmp_path, monkeypatch):
     assert "native CT pixel" in cal["method"] and cal["calibration_seeds"] == [3_000_000, 3_000_001]
     assert cal["temperature"] > 0 and cal["n_candidates"] >= 0
     assert card["training"]["recalibrated"]["command"].endswith("--native 2")
+    assert "on 2 phantoms rendered at a native CT pixel" in card["training"]["recalibrated"]["note"]
     assert load_weights("detector", tmp_path / "b")[1]["calibration"] == cal  # the saved card, hash checked
     assert list((tmp_path / "cache" / "detector_native_calibration").glob("*.npz"))  # the phantoms are cached

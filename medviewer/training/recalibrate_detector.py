@@ -20,13 +20,13 @@ from numpy.typing import NDArray
 from scipy.special import expit
 
 from medviewer.ai.detect import MODEL_NAME, _index_map, extract_candidates
-from medviewer.ai.detect_passes import Pass, passes_json, predict_maps_passes
+from medviewer.ai.detect_passes import Pass, inference_passes, passes_json, predict_maps_passes
 from medviewer.ai.detector import LesionNet, build_model
 from medviewer.ai.device import resolve_device
 from medviewer.ai.weights import load_state_into, load_weights, save_weights
 from medviewer.errors import ModelError
 from medviewer.progress import Progress, ProgressFn
-from medviewer.resources import models_dir
+from medviewer.resources import cache_dir, models_dir
 from medviewer.training import froc as frocm
 from medviewer.training.detector_data import load_validation
 from medviewer.training.train_detector import finalize
@@ -134,8 +134,6 @@ def recalibrate_detector(
     their shape and spacing); the validation metrics in the card come from the
     validation phantoms either way.
     """
-    from medviewer.ai.detect_passes import inference_passes
-
     if not passes:
         raise ModelError("name at least one detector pass")
     inference_passes({"inference": passes_json(list(passes))})  # the same checks as a card gets
@@ -152,7 +150,8 @@ def recalibrate_detector(
         "weights": "unchanged",
         "inference_passes": passes_json(list(passes))["passes"],
         "note": f"inference passes at in-plane scales {desc} of the internal grid, averaged; calibration re-fitted "
-        "on the validation phantoms for them",
+        + (f"on {int(native)} phantoms rendered at a native CT pixel" if native > 0 else "on the validation phantoms")
+        + " for them",
         "command": f"medviewer calibrate detector {base} --passes "
         + " ".join(f"{p.scale:g}{':flip' if p.flip else ''}" for p in passes)
         + f" --out {out} --version {version}",
@@ -163,8 +162,6 @@ def recalibrate_detector(
     end = 0.6 if native > 0 else 1.0
     new_card = finalize(out, model, state, val, training, dev, install and native <= 0, version, prog.sub(0.2, end), passes)
     if native > 0:
-        from medviewer.resources import cache_dir
-
         cal = native_calibration(model.to(dev), passes, int(native), dev, prog.sub(0.6, 1.0),
                                  cache_dir() / "detector_native_calibration", *native_grid)
         new_card = dict(new_card)
