@@ -471,19 +471,14 @@ def detect_lesions(
         src = np.asarray(volume.voxels, dtype=np.float32)
         if not np.isfinite(src).all():
             src = np.nan_to_num(src, nan=-1000.0, posinf=3000.0, neginf=-1000.0)
-        from medviewer.ai.detect_passes import inference_passes, predict_maps_passes  # it builds on this module
+        from medviewer.ai.detect_passes import inference_passes, passes_candidates  # it builds on this module
 
         passes = inference_passes(card)
         prog(0.05, "detector: running the network")
-        seg_logit, heat_logit, offset = predict_maps_passes(
-            model, src, volume.spacing, passes, dev, prog.sub(0.05, 0.85).__call__, cancel
+        cands, labels, seg_prob, ospacing = passes_candidates(
+            model, src, volume.spacing, passes, dev, prog.sub(0.05, 0.9).__call__, cancel
         )
-        check_cancel(cancel, "lesion detection")
-        prog(0.85, "detector: extracting findings")
-        seg_prob = expit(seg_logit).astype(np.float32)
         oshape = seg_prob.shape
-        ospacing = tuple(ext / n for ext, n in zip(np.array(volume.shape) * np.array(volume.spacing), oshape))
-        cands, labels = extract_candidates(seg_prob, heat_logit, ospacing, offset=offset)  # type: ignore[arg-type]
         calibration = card.get("calibration")
         min_conf = float(card.get("min_confidence", 0.05)) if min_confidence is None else float(min_confidence)
         confs = [calibrate(c.logit, calibration) for c in cands]

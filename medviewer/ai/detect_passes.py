@@ -21,10 +21,12 @@ import torch
 import torch.nn.functional as F
 from numpy.typing import NDArray
 
-from medviewer.ai.detect import _resample, internal_shape, predict_maps_tta
+from scipy.special import expit
+
+from medviewer.ai.detect import Candidate, _resample, extract_candidates, internal_shape, predict_maps_tta
 from medviewer.ai.detector import LesionNet
 from medviewer.errors import ModelError
-from medviewer.progress import CancelFn, Progress, ProgressFn
+from medviewer.progress import CancelFn, Progress, ProgressFn, check_cancel
 
 #: Finest in-plane scale accepted from a card (4x the pixels of scale 1 at 2.0).
 MAX_SCALE = 2.0
@@ -141,4 +143,34 @@ def predict_maps_passes(
     return acc_seg / n, acc_heat / n, acc_off / n
 
 
-__all__ = ["Pass", "inference_passes", "passes_json", "pass_grid", "predict_maps_passes"]
+def passes_candidates(
+    model: LesionNet,
+    src: NDArray[np.float32],
+    spacing: tuple[float, float, float],
+    passes: list[Pass],
+    device: torch.device | str | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+) -> tuple[list[Candidate], NDArray[np.int32], NDArray[np.float32], tuple[float, float, float]]:
+    """Lesion candidates of ``src`` (``(Z, Y, X)`` HU at ``spacing``) through ``passes``.
+
+    Returns
+    -------
+    candidates, labels :
+        As for :func:`~medviewer.ai.detect.extract_candidates`, on the output grid.
+    seg_prob : ndarray
+        The averaged confidence map on the output grid.
+    output_spacing : (float, float, float)
+        Voxel size (mm) of the output grid, which covers ``src``'s extent.
+    """
+    prog = Progress(progress)
+    seg_logit, heat_logit, offset = predict_maps_passes(model, src, spacing, passes, device, prog.sub(0.0, 0.95).__call__, cancel)
+    check_cancel(cancel, "lesion detection")
+    prog(0.95, "detector: extracting findings")
+    seg_prob = expit(seg_logit).astype(np.float32)
+    ospacing = tuple(n * s / m for n, s, m in zip(src.shape, spacing, seg_prob.shape))
+    cands, labels = extract_candidates(seg_prob, heat_logit, ospacing, offset=offset)  # type: ignore[arg-type]
+    return cands, labels, seg_prob, ospacing  # type: ignore[return-value]
+
+
+__all__ = ["Pass", "inference_passes", "passes_json", "pass_grid", "predict_maps_passes", "passes_candidates"]

@@ -19,8 +19,8 @@ import torch
 from numpy.typing import NDArray
 from scipy.special import expit
 
-from medviewer.ai.detect import MODEL_NAME, _index_map, extract_candidates
-from medviewer.ai.detect_passes import Pass, inference_passes, passes_json, predict_maps_passes
+from medviewer.ai.detect import MODEL_NAME, _index_map
+from medviewer.ai.detect_passes import Pass, inference_passes, passes_candidates, passes_json
 from medviewer.ai.detector import LesionNet, build_model
 from medviewer.ai.device import resolve_device
 from medviewer.ai.weights import load_state_into, load_weights, save_weights
@@ -56,11 +56,8 @@ def volume_logits(
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Every candidate of ``volume`` as ``detect_lesions`` finds it: centres (m, 3) in patient mm, raw logits (m,)."""
     src = np.asarray(volume.voxels, dtype=np.float32)
-    seg_logit, heat_logit, offset = predict_maps_passes(model, src, volume.spacing, list(passes), device)
-    seg_prob = expit(seg_logit).astype(np.float32)
+    cands, _, seg_prob, _ = passes_candidates(model, src, volume.spacing, list(passes), device)
     oshape = seg_prob.shape
-    ospacing = tuple(n * sp / m for n, sp, m in zip(volume.shape, volume.spacing, oshape))
-    cands, _ = extract_candidates(seg_prob, heat_logit, ospacing, offset=offset)  # type: ignore[arg-type]
     centres = []
     for c in cands:
         idx = [float(np.clip(_index_map(no, ns, v), 0, ns - 1)) for no, ns, v in zip(oshape, volume.shape, c.center)]

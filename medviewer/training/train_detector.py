@@ -44,8 +44,8 @@ import torch
 from numpy.typing import NDArray
 from scipy.special import expit
 
-from medviewer.ai.detect import MODEL_NAME, extract_candidates
-from medviewer.ai.detect_passes import Pass, passes_json, predict_maps_passes
+from medviewer.ai.detect import MODEL_NAME
+from medviewer.ai.detect_passes import Pass, passes_candidates, passes_json
 from medviewer.ai.detector import (
     CONTEXT,
     HU_CLIP,
@@ -136,11 +136,8 @@ def volume_candidates(
     diameters_mm : (m,)
     """
     hu = np.asarray(hu, np.float32)
-    seg_logit, heat_logit, offset = predict_maps_passes(model, hu, INTERNAL_SPACING, list(passes), device, cancel=cancel)
-    seg_prob = expit(seg_logit)
+    cands, _, seg_prob, ospacing = passes_candidates(model, hu, INTERNAL_SPACING, list(passes), device, cancel=cancel)
     oshape = seg_prob.shape
-    ospacing = tuple(n * s / m for n, s, m in zip(hu.shape, INTERNAL_SPACING, oshape))
-    cands, _ = extract_candidates(seg_prob, heat_logit, ospacing, offset=offset)  # type: ignore[arg-type]
     if not cands:
         return np.zeros((0, 3)), np.zeros(0), np.zeros(0)
     c = np.array([cd.center for cd in cands], dtype=np.float64)
