@@ -497,10 +497,12 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def speed_ratio(device: str, folder: Path | None, repeats: int = 3) -> dict[str, Any]:
     """ms of the AI denoiser vs one NLM call on a 512x512 slice, same process, interleaved.
 
-    Measured with 1 torch thread (what the app's worker uses on a 2-core machine:
-    :func:`medviewer.ai.device.cap_threads` leaves one core to the GUI) and with
-    all cores; the target ratio is judged on the 1-thread figure. Best of
-    ``repeats``; NLM (scikit-image) is single-threaded either way.
+    Measured with 2 torch threads (the issue's "on 2 cores"; fewer where the
+    machine has fewer) and with 1 thread (what the app's worker uses on a 2-core
+    machine while the GUI is up: :func:`medviewer.ai.device.cap_threads` leaves one
+    core to the event loop). The target ratio (<= 0.2) is judged on the 2-thread
+    figure; the 1-thread one is reported beside it. Best of ``repeats``; NLM
+    (scikit-image) is single-threaded either way.
     """
     import torch
     from skimage.restoration import denoise_nl_means
@@ -514,7 +516,7 @@ def speed_ratio(device: str, folder: Path | None, repeats: int = 3) -> dict[str,
     before = torch.get_num_threads()
     result: dict[str, Any] = {}
     try:
-        for threads in sorted({1, max(1, os.cpu_count() or 1)}):
+        for threads in sorted({1, min(2, max(1, os.cpu_count() or 1))}):
             torch.set_num_threads(threads)
             denoise_slices(img, device=device, folder=folder)  # warm-up (load, allocator)
             ai_t, nlm_t = [], []
@@ -529,9 +531,9 @@ def speed_ratio(device: str, folder: Path | None, repeats: int = 3) -> dict[str,
             }
     finally:
         torch.set_num_threads(before)
-    main_key = "threads_1"
+    main_key = max(result, key=lambda k: int(k.split("_")[1]))
     result.update(result[main_key])
-    result["torch_threads"] = 1
+    result["torch_threads"] = int(main_key.split("_")[1])
     result["target_ratio_le_0.2"] = bool(result["ratio_ai_over_nlm"] <= 0.2)
     result["load_average_1min"] = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
     return result
@@ -594,13 +596,14 @@ def write_markdown(
         "against the noise-free phantom references and can gain against the real slices' full-dose "
         "references, which carry their own noise.",
         "",
-        f"Speed on a 512x512 slice ({speed['torch_threads']} torch thread, as the app's worker on 2 cores): "
+        f"Speed on a 512x512 slice ({speed['torch_threads']} torch threads, the issue's 2 cores): "
         f"AI {speed['ai_ms_512']} ms, one NLM call {speed['nlm_ms_512']} ms, ratio {speed['ratio_ai_over_nlm']} "
         f"(target <= 0.2)"
         + "".join(
-            f"; {k.replace('_', ' ')}: AI {v['ai_ms_512']} ms / NLM {v['nlm_ms_512']} ms"
+            f"; {k.replace('_', ' ')} (as the app's worker while the GUI is up): AI {v['ai_ms_512']} ms / "
+            f"NLM {v['nlm_ms_512']} ms, ratio {v['ratio_ai_over_nlm']}"
             for k, v in speed.items()
-            if k.startswith("threads_") and k != "threads_1"
+            if k.startswith("threads_") and k != f"threads_{speed['torch_threads']}"
         )
         + f". Machine load average during the run: {speed.get('load_average_1min')}.",
         "",
