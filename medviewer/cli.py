@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import pkgutil
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -56,6 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = set(_command_modules())
     if args_list and (args_list[0] in commands or args_list[0] in ("-h", "--help", "--version")):
         args = build_parser().parse_args(args_list)
+        args.command_line = "medviewer " + shlex.join(args_list)  # provenance for model cards
         try:
             return int(args.func(args) or 0)
         except CancelledError as exc:

@@ -76,3 +76,24 @@ def test_analyze_refuses_non_ct_and_missing_weights(tmp_path, monkeypatch, capsy
     assert main(["analyze", str(tmp_path / "ct"), "--output", str(tmp_path / "o2"), "--device", "cpu"]) == 2
     assert "not found" in capsys.readouterr().err
     assert not (tmp_path / "o2" / "findings.json").exists()
+
+
+def test_cli_records_its_command_line_for_model_cards(monkeypatch):
+    """Every command gets ``args.command_line`` (quoted like a shell would), which training writes into its card."""
+    import argparse
+
+    from medviewer import cli
+
+    seen: dict[str, str] = {}
+
+    def parser() -> argparse.ArgumentParser:
+        p = argparse.ArgumentParser(prog="medviewer")
+        sub = p.add_subparsers()
+        train = sub.add_parser("train")
+        train.add_argument("name")
+        train.set_defaults(func=lambda a: seen.update(command=a.command_line) or 0)
+        return p
+
+    monkeypatch.setattr(cli, "build_parser", parser)
+    assert cli.main(["train", "a run"]) == 0
+    assert seen["command"] == "medviewer train 'a run'"

@@ -236,10 +236,12 @@ def test_train_main_installs_weights_and_card(tmp_path, monkeypatch):
     args = argparse.Namespace(
         steps=4, out=run, resume=False, seed=3, device="cpu", batch_size=None, threads=None, data=tmp_path / "d", install=True,
         version="1.2.0-test", note="a test run", phantoms=3, head_phantoms=0, slices_per_phantom=2, minutes=None,
+        command_line="medviewer train denoiser --steps 4 --install",
     )
     assert td.main(args) == 0
     card = json.loads((res / "models" / "denoiser.json").read_text())
     assert card["version"] == "1.2.0-test" and card["training"]["note"] == "a test run"
+    assert card["training"]["command"] == "medviewer train denoiser --steps 4 --install"  # provenance
     config = json.loads((run / "checkpoint.json").read_text())["config"]
     assert (config["n_phantoms"], config["n_head_phantoms"], config["slices_per_phantom"]) == (3, 0, 2)
     assert card["intended_use"] == "Research use only, not for diagnosis."

@@ -255,6 +255,7 @@ def test_train_main_fine_tunes_from_init_weights_on_every_volume_group(tmp_path,
         threads=None, device="cpu", seed=0, resume=False, install=False, minutes=None, version="1.3.0-test",
         volumes=["chest=1/1", "kidney=1/0", "host-hu=2/1", "head=1/1"], shape="16x128x128", checkpoint_every=1,
         note="a test run", texture=0.5, paste=0.5, paste_edge=0.5, ct_noise=0.5,
+        command_line="medviewer train detector --steps 1 --note 'a test run'",
     )
     tiny_bank = np.random.default_rng(0).normal(0.0, 20.0, (2, 12, 128, 128)).astype(np.float32)
     monkeypatch.setattr(td, "build_noise_bank", lambda folder, progress=None: tiny_bank)
@@ -271,6 +272,7 @@ def test_train_main_fine_tunes_from_init_weights_on_every_volume_group(tmp_path,
     assert card["calibration"]["validation_seeds"] == [90000, 90700, 90900]
     assert "head" in card["training"]["groups"]
     assert card["version"] == "1.3.0-test" and card["training"]["note"] == "a test run"
+    assert card["training"]["command"] == "medviewer train detector --steps 1 --note 'a test run'"  # provenance
     assert "tissue texture" in card["training"]["augmentation"]
     assert "50% of them against the edge of their host tissue" in card["training"]["augmentation"]
     assert "simulated CT noise instead of the Gaussian noise in 50% of the crops (a bank of 2 phantom scans" in card["training"]["augmentation"]

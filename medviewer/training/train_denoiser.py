@@ -960,6 +960,8 @@ def main(args: argparse.Namespace) -> int:
                 raise ModelError(f"{notes} is not valid JSON: {exc}") from exc
         if getattr(args, "note", None):
             info["note"] = str(args.note)
+        if getattr(args, "command_line", None):
+            info["command"] = str(args.command_line)
         if cfg.init:
             info["initialised_from"] = {
                 "model": f"{MODEL_NAME} {base.get('version')}",

@@ -560,6 +560,7 @@ def main(args: argparse.Namespace) -> int:
         "volume_z_centres_mm": {"diaphragm level": -10.0, "abdomen (kidney) level": Z_ABDOMEN_MM},
         "volume_groups": {name: list(counts) for name, counts in groups.items()},
         "note": str(getattr(args, "note", None) or ""),
+        "command": getattr(args, "command_line", None),
         "device": str(device),
         "threads": torch.get_num_threads(),
         "data_generation_seconds": round(data_seconds, 1),
