@@ -515,8 +515,9 @@ def speed_ratio(device: str, folder: Path | None, repeats: int = 3) -> dict[str,
     img += rng.normal(0, 30, img.shape).astype(np.float32)
     before = torch.get_num_threads()
     result: dict[str, Any] = {}
+    judged = min(2, os.cpu_count() or 1)  # the "on 2 cores"
     try:
-        for threads in sorted({1, min(2, max(1, os.cpu_count() or 1))}):
+        for threads in sorted({1, judged}):
             torch.set_num_threads(threads)
             denoise_slices(img, device=device, folder=folder)  # warm-up (load, allocator)
             ai_t, nlm_t = [], []
@@ -531,9 +532,8 @@ def speed_ratio(device: str, folder: Path | None, repeats: int = 3) -> dict[str,
             }
     finally:
         torch.set_num_threads(before)
-    main_key = max(result, key=lambda k: int(k.split("_")[1]))
-    result.update(result[main_key])
-    result["torch_threads"] = int(main_key.split("_")[1])
+    result.update(result[f"threads_{judged}"])
+    result["torch_threads"] = judged
     result["target_ratio_le_0.2"] = bool(result["ratio_ai_over_nlm"] <= 0.2)
     result["load_average_1min"] = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
     return result
