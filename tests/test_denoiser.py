@@ -91,6 +91,19 @@ def test_generator_loss_parts():
     assert float(loss2) > float(loss)
 
 
+def test_rmse_pixel_loss_weighs_large_errors_more():
+    t = torch.zeros(1, 1, 10, 10)
+    p = t.clone()
+    p[0, 0, 0, 0] = 100.0  # one large error (an edge) among exact pixels: 1 HU mean absolute, 10 HU RMS
+    _, l1 = generator_loss(p, t, LossWeights())
+    _, rmse = generator_loss(p, t, LossWeights(pixel_norm="rmse"))
+    assert l1["pixel"] == pytest.approx(0.001) and rmse["pixel"] == pytest.approx(0.01)
+    uniform = t + 10.0  # equal errors everywhere: both norms agree, in the same HU/1000 units
+    assert generator_loss(uniform, t, LossWeights(pixel_norm="rmse"))[1]["pixel"] == pytest.approx(0.01)
+    with pytest.raises(ValueError, match="unknown pixel loss"):
+        LossWeights(pixel_norm="l2")
+
+
 def test_few_training_steps_reduce_loss(tmp_path):
     full, low = synthetic_pairs()
     ft, lt = torch.from_numpy(full[:, None, :32, :32]), torch.from_numpy(low[:, None, :32, :32])
@@ -269,17 +282,18 @@ def test_train_main_resume_keeps_the_runs_recipe(tmp_path, monkeypatch):
     common = dict(out=run, device="cpu", batch_size=None, threads=None, data=tmp_path / "d", install=False, note=None,
                   phantoms=None, head_phantoms=None, slices_per_phantom=None, minutes=None)
     assert td.main(argparse.Namespace(steps=2, resume=False, seed=3, air_patches=0.25, target="full", version="9.1-test",
-                                      psf_mm=[0.1, 0.4], cut=0.3, **common)) == 0
+                                      psf_mm=[0.1, 0.4], cut=0.3, pixel_loss="rmse", **common)) == 0
     # resumed with a larger step cap only: seed, air share, target and version stay the run's
     assert td.main(argparse.Namespace(steps=3, resume=True, seed=0, **common)) == 0
     meta = json.loads((run / "checkpoint.json").read_text())
     assert meta["step"] == 3
     config = meta["config"]
     assert (config["seed"], config["air_patches"], config["target"], config["version"]) == (3, 0.25, "full", "9.1-test")
-    assert config["psf_mm"] == [0.1, 0.4] and config["cut"] == 0.3
+    assert config["psf_mm"] == [0.1, 0.4] and config["cut"] == 0.3 and config["loss"]["pixel_norm"] == "rmse"
     assert TrainConfig.from_json(config).to_json() == config  # the recipe round-trips
     card = json.loads((run / "model" / "denoiser.json").read_text())
     assert "taken wherever they fall" in card["training"]["patch_sampling"] and card["training"]["steps"] == 3
+    assert card["loss"]["why"].startswith("RMSE pixel loss") and card["loss"]["weights"]["pixel_norm"] == "rmse"
 
 
 SHIPPED = models_dir() / "denoiser.safetensors"

@@ -72,6 +72,13 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                 "patches are redrawn)",
             )
             q.add_argument(
+                "--pixel-loss",
+                choices=("l1", "rmse"),
+                default=None,
+                help="norm of the generator's pixel loss: l1 (default) or rmse, whose optimum is PSNR's and "
+                "which weighs large errors (bone and air edges) more",
+            )
+            q.add_argument(
                 "--target",
                 choices=("clean", "full"),
                 default=None,

@@ -41,6 +41,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from medviewer.ai.denoiser import (
+    PIXEL_NORMS,
     DenoiserConfig,
     DenoiserNet,
     LossWeights,
@@ -55,6 +56,8 @@ from medviewer.errors import CancelledError, ModelError
 from medviewer.progress import CancelFn, Progress, ProgressFn, check_cancel, console_progress
 
 MODEL_NAME = "denoiser"
+PIXEL_NORM_NAMES = {"l1": "L1", "rmse": "RMSE"}
+"""How the model card and the progress line name each pixel-loss norm."""
 MODEL_VERSION = "1.2.0"
 DOSES: tuple[float, float] = (0.08, 0.5)
 """Range of dose fractions of the training pairs (drawn log-uniformly per slice)."""
@@ -357,7 +360,7 @@ def plot_curves(history: dict[str, list[float]], path: Path) -> None:
             s = smooth(history[key])
             axes[0].plot(steps[len(steps) - len(s) :], s, label=key)
     axes[0].set_yscale("log")
-    axes[0].set_title("generator fidelity losses (L1, units of 1000 HU)")
+    axes[0].set_title("generator fidelity losses (units of 1000 HU)")
     axes[0].set_xlabel("step")
     axes[0].legend()
     if history.get("adv_step"):
@@ -549,7 +552,10 @@ def train(
             if step % cfg.ckpt_every == 0 or last:
                 checkpoint()
             rate = (step - start_step) / max(1e-9, time.perf_counter() - t0)
-            msg = f"step {step}/{cfg.steps} L1 {parts['pixel'] * 1000:.1f} HU {rate:.2f} it/s"
+            msg = (
+                f"step {step}/{cfg.steps} {PIXEL_NORM_NAMES[cfg.loss.pixel_norm]} {parts['pixel'] * 1000:.1f} HU"
+                f" {rate:.2f} it/s"
+            )
             if history["val_psnr"]:
                 msg += f" val {history['val_psnr'][-1]:.2f} dB"
             prog(min(1.0, fraction()), msg)
@@ -639,7 +645,7 @@ def build_card(
         "loss": {
             "weights": w.to_json(),
             "why": (
-                f"L1 pixel loss (weight {w.pixel}, HU/1000) carries fidelity and PSNR; an L1 loss on "
+                f"{PIXEL_NORM_NAMES[w.pixel_norm]} pixel loss (weight {w.pixel}, HU/1000) carries fidelity and PSNR; an L1 loss on "
                 f"image gradients (weight {w.gradient}) penalises blurred edges and lost fine structure "
                 "that a pixel loss alone tolerates; the LSGAN adversarial term (weight "
                 f"{w.adversarial}, only after the first {int(w.gan_start * 100)} % of steps once the "
@@ -917,6 +923,11 @@ def main(args: argparse.Namespace) -> int:
         if not 0.0 <= float(air) <= 1.0:
             raise ModelError(f"--air-patches {air}: choose a share between 0 and 1")
         cfg.air_patches = float(air)
+    norm = getattr(args, "pixel_loss", None)
+    if norm is not None:
+        if norm not in PIXEL_NORMS:
+            raise ModelError(f"--pixel-loss {norm}: choose one of {', '.join(PIXEL_NORMS)}")
+        cfg.loss = replace(cfg.loss, pixel_norm=str(norm))
     cut = getattr(args, "cut", None)
     if cut is not None:
         if not 0.0 <= float(cut) <= 1.0:
