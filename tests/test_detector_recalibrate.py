@@ -10,6 +10,7 @@ from medviewer.ai.detector import build_model
 from medviewer.ai.weights import load_weights, save_weights
 from medviewer.cli import main as cli_main
 from medviewer.errors import ModelError
+from medviewer.resources import models_dir
 from medviewer.training.detector_data import volume_groups
 from medviewer.training.recalibrate_detector import parse_pass, recalibrate_detector
 
@@ -66,3 +67,37 @@ def test_native_calibration_is_fitted_on_native_phantoms(tmp_path, monkeypatch):
     assert "on 2 phantoms rendered at a native CT pixel" in card["training"]["recalibrated"]["note"]
     assert load_weights("detector", tmp_path / "b")[1]["calibration"] == cal  # the saved card, hash checked
     assert list((tmp_path / "cache" / "detector_native_calibration").glob("*.npz"))  # the phantoms are cached
+
+
+@pytest.mark.skipif(not (models_dir() / "detector.safetensors").is_file(), reason="no shipped detector")
+def test_textured_calibration_pools_the_textured_candidates(tmp_path):
+    tensors, shipped = load_weights("detector", models_dir())  # trained weights: they raise candidates
+    save_weights("detector", tensors, {k: v for k, v in shipped.items() if k != "sha256"}, tmp_path / "a")
+    groups = volume_groups(["chest=1/1", "kidney=0/0", "host-hu=0/0", "head=0/0"])
+    kw = dict(device="cpu", groups=groups, shape=(16, 128, 128))
+    plain = recalibrate_detector(tmp_path / "a", [Pass(1.0, True)], tmp_path / "p", tmp_path / "data", "1.1-p", **kw)
+    pooled = recalibrate_detector(tmp_path / "a", [Pass(1.0, True)], tmp_path / "t", tmp_path / "data", "1.1-t",
+                                  textured=True, **kw)
+    cal = pooled["calibration"]
+    assert "tissue texture" in cal["method"] and cal["n_candidates"] > plain["calibration"]["n_candidates"]
+    assert cal["temperature"] > 0
+    assert pooled["training"]["recalibrated"]["command"].endswith("--textured")
+    assert "plain and with tissue texture, pooled" in pooled["training"]["recalibrated"]["note"]
+    with pytest.raises(ModelError, match="not both"):
+        recalibrate_detector(tmp_path / "a", [Pass(1.0, True)], tmp_path / "x", tmp_path / "data", "1.1-x",
+                             textured=True, native=2, **kw)
+
+
+def test_pooled_calibration_fits_all_candidates_together():
+    import numpy as np
+
+    from medviewer.training import froc as frocm
+    from medviewer.training.train_detector import pooled_calibration
+
+    rng = np.random.default_rng(0)
+    a = {"logits": rng.normal(0, 2, 200), "hits": (rng.random(200) < 0.3).astype(float)}
+    b = {"logits": rng.normal(-1, 2, 300), "hits": (rng.random(300) < 0.1).astype(float)}
+    fit = pooled_calibration(a, b)
+    t, bias = frocm.fit_temperature(np.concatenate([a["logits"], b["logits"]]), np.concatenate([a["hits"], b["hits"]]))
+    assert (fit["temperature"], fit["bias"], fit["n_candidates"]) == (pytest.approx(t), pytest.approx(bias), 500)
+    assert 0.0 <= fit["ece"] < 0.1 and fit["ece_raw"] >= 0.0

@@ -19,6 +19,9 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     q.add_argument("--native", type=int, default=0, metavar="N",
                    help="fit the calibration on N phantoms rendered at 0.7 mm (512 x 512) instead of the validation "
                    "phantoms at the internal grid, which a finer pass sees only interpolated")
+    q.add_argument("--textured", action="store_true",
+                   help="fit the calibration on the validation phantoms plain and with tissue texture, candidates "
+                   "pooled (the textured ones carry the false candidates that the mottling of real tissue raises)")
     q.add_argument("--data", type=Path, default=None, help="dataset cache folder (validation phantoms in DATA/val)")
     q.add_argument("--device", default="auto", help="auto, cpu or cuda")
     q.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -38,7 +41,8 @@ def _run(args: argparse.Namespace) -> int:
     passes = [parse_pass(s) for s in args.passes]
     data = args.data or cache_dir() / "detector_data"
     card = recalibrate_detector(args.base, passes, args.out, data, args.version, install=args.install,
-                                device=args.device, progress=console_progress("calibrate "), native=args.native)
+                                device=args.device, progress=console_progress("calibrate "), native=args.native,
+                                textured=args.textured)
     print(json.dumps({"inference": card["inference"], "validation": card["metrics"]["validation"],
                       "calibration": card["calibration"]}, indent=2))
     return 0

@@ -121,6 +121,7 @@ def recalibrate_detector(
     shape: tuple[int, int, int] | None = None,
     native: int = 0,
     native_grid: tuple[tuple[int, int, int], tuple[float, float, float]] = (NATIVE_SHAPE, NATIVE_SPACING),
+    textured: bool = False,
 ) -> dict[str, Any]:
     """Calibrate the detector in ``base`` for ``passes``; write it to ``out``.
 
@@ -129,8 +130,11 @@ def recalibrate_detector(
     ``medviewer train detector``), or with ``native`` > 0 on that many phantoms
     rendered at a native CT pixel (:func:`native_calibration`, ``native_grid``
     their shape and spacing); the validation metrics in the card come from the
-    validation phantoms either way.
+    validation phantoms either way. ``textured`` pools the validation phantoms'
+    candidates with those of the same volumes with tissue texture for the fit.
     """
+    if textured and native > 0:
+        raise ModelError("choose --textured or --native, not both")
     if not passes:
         raise ModelError("name at least one detector pass")
     inference_passes({"inference": passes_json(list(passes))})  # the same checks as a card gets
@@ -147,17 +151,23 @@ def recalibrate_detector(
         "weights": "unchanged",
         "inference_passes": passes_json(list(passes))["passes"],
         "note": f"inference passes at in-plane scales {desc} of the internal grid, averaged; calibration re-fitted "
-        + (f"on {int(native)} phantoms rendered at a native CT pixel" if native > 0 else "on the validation phantoms")
+        + (
+            f"on {int(native)} phantoms rendered at a native CT pixel"
+            if native > 0
+            else "on the validation phantoms" + (", plain and with tissue texture, pooled," if textured else "")
+        )
         + " for them",
         "command": f"medviewer calibrate detector {base} --passes "
         + " ".join(f"{p.scale:g}{':flip' if p.flip else ''}" for p in passes)
-        + f" --out {out} --version {version}",
+        + f" --out {out} --version {version}"
+        + (" --textured" if textured else ""),
     }
     state = {"step": int(card.get("steps", 0))}
     out.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
     end = 0.6 if native > 0 else 1.0
-    new_card = finalize(out, model, state, val, training, dev, install and native <= 0, version, prog.sub(0.2, end), passes)
+    new_card = finalize(out, model, state, val, training, dev, install and native <= 0, version, prog.sub(0.2, end), passes,
+                        calibrate_textured=textured)
     if native > 0:
         cal = native_calibration(model.to(dev), passes, int(native), dev, prog.sub(0.6, 1.0),
                                  cache_dir() / "detector_native_calibration", *native_grid)
