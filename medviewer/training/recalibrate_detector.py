@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import torch
 from numpy.typing import NDArray
-from scipy.special import expit
 
 from medviewer.ai.detect import MODEL_NAME, _index_map
 from medviewer.ai.detect_passes import Pass, inference_passes, passes_candidates, passes_json
@@ -29,7 +28,7 @@ from medviewer.progress import Progress, ProgressFn
 from medviewer.resources import cache_dir, models_dir
 from medviewer.training import froc as frocm
 from medviewer.training.detector_data import load_validation
-from medviewer.training.train_detector import finalize
+from medviewer.training.train_detector import finalize, pooled_calibration
 from medviewer.volume import Volume
 
 #: Seeds of the native-resolution calibration phantoms (apart from the test phantoms' 1,000,000+ and
@@ -92,17 +91,15 @@ def native_calibration(
         logits.append(lg)
         hits.append(is_tp.astype(float))
         prog(0.3 + 0.7 * (i + 1) / len(cases), "native-resolution calibration")
-    lg_all, hit_all = np.concatenate(logits), np.concatenate(hits)
-    temperature, bias = frocm.fit_temperature(lg_all, hit_all)
-    ece_raw, _ = frocm.expected_calibration_error(expit(lg_all), hit_all)
-    ece, _ = frocm.expected_calibration_error(expit(lg_all / temperature + bias), hit_all)
+    fit = pooled_calibration({"logits": np.concatenate(logits), "hits": np.concatenate(hits)})
+    temperature, bias, ece_raw, ece = fit["temperature"], fit["bias"], fit["ece_raw"], fit["ece"]
     return {
         "method": "temperature scaling (with offset) of the centre heat-map peak logit, fitted by NLL on phantoms "
         f"rendered at a native CT pixel ({n} volumes, {shape[1]} x {shape[2]} at {spacing[1]:g} mm)",
         "temperature": round(float(temperature), 5),
         "bias": round(float(bias), 5),
         "calibration_seeds": [NATIVE_SEED0, NATIVE_SEED0 + n - 1],
-        "n_candidates": int(len(lg_all)),
+        "n_candidates": fit["n_candidates"],
         "ece_before": round(float(ece_raw), 4),
         "ece_after": round(float(ece), 4),
     }

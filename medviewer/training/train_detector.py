@@ -180,20 +180,12 @@ def validate(
         prog((n + 1) / len(vols), "validating")
     lg_all = np.concatenate(logits) if logits else np.zeros(0)
     hit_all = np.concatenate(hits).astype(float) if hits else np.zeros(0)
-    temperature, bias = frocm.fit_temperature(lg_all, hit_all)
-    raw = expit(lg_all)
-    cal = expit(lg_all / temperature + bias)
-    ece_raw, _ = frocm.expected_calibration_error(raw, hit_all)
-    ece, _ = frocm.expected_calibration_error(cal, hit_all)
+    fit = pooled_calibration({"logits": lg_all, "hits": hit_all})
     fr = frocm.froc(truths, dets)
     return {
-        "temperature": temperature,
-        "bias": bias,
+        **fit,
         "cpm": fr.cpm,
         "sens_at": {str(k): v for k, v in fr.sens_at.items()},
-        "ece_raw": ece_raw,
-        "ece": ece,
-        "n_candidates": int(len(lg_all)),
         "n_lesions": fr.n_lesions,
         "n_volumes": len(vols),
         "logits": lg_all,
