@@ -254,7 +254,7 @@ def test_train_main_fine_tunes_from_init_weights_on_every_volume_group(tmp_path,
         steps=1, batch_size=1, out=tmp_path / "run", data=tmp_path / "data", init=tmp_path / "models",
         threads=None, device="cpu", seed=0, resume=False, install=False, minutes=None, version="1.3.0-test",
         volumes=["chest=1/1", "kidney=1/0", "host-hu=2/1", "head=1/1"], shape="16x128x128", checkpoint_every=1,
-        note="a test run", texture=0.5, paste=0.5, paste_edge=0.5, ct_noise=0.5,
+        note="a test run", texture=0.5, paste=0.5, paste_edge=0.5, ct_noise=0.5, cut=0.5,
         command_line="medviewer train detector --steps 1 --note 'a test run'",
     )
     tiny_bank = np.random.default_rng(0).normal(0.0, 20.0, (2, 12, 128, 128)).astype(np.float32)
@@ -276,13 +276,15 @@ def test_train_main_fine_tunes_from_init_weights_on_every_volume_group(tmp_path,
     assert "tissue texture" in card["training"]["augmentation"]
     assert "50% of them against the edge of their host tissue" in card["training"]["augmentation"]
     assert "simulated CT noise instead of the Gaussian noise in 50% of the crops (a bank of 2 phantom scans" in card["training"]["augmentation"]
+    assert "50% of the crops cut straight to -1024 HU padding first" in card["training"]["augmentation"]
     assert 0.0 <= card["metrics"]["validation"]["cpm_textured"] <= 1.0  # validation also on textured volumes
 
 
 @pytest.mark.parametrize(
     "options, message",
     [({"paste_edge": 0.5}, "needs --paste"), ({"paste": 1.5}, "--paste 1.5"), ({"paste": 0.5, "paste_edge": -0.1}, "--paste-edge"),
-     ({"texture": 2.0}, "--texture"), ({"vessels": -1.0}, "--vessels"), ({"ct_noise": 1.5}, "--ct-noise 1.5")],
+     ({"texture": 2.0}, "--texture"), ({"vessels": -1.0}, "--vessels"), ({"ct_noise": 1.5}, "--ct-noise 1.5"),
+     ({"cut": -0.5}, "--cut -0.5")],
 )
 def test_augmentation_options_are_checked_before_any_data_is_made(tmp_path, options, message):
     import argparse
@@ -615,3 +617,51 @@ def test_sample_batch_with_ct_noise_changes_the_input_not_the_targets_and_keeps_
     a = sample_batch(vols, np.random.default_rng(4), 2, [], slices=5, crop=64)[0]
     b = sample_batch(vols, np.random.default_rng(4), 2, [], slices=5, crop=64, p_ct_noise=0.0, ct_noise=bank)[0]
     assert torch.equal(a, b)
+
+
+def body_volume(seed: int, shape=(16, 96, 96)) -> TrainVolume:
+    """A disk of soft tissue in air with a lesion at its centre and one near its outline (tests only)."""
+    rng = np.random.default_rng(seed)
+    zz, yy, xx = np.indices(shape)
+    hu = np.where((yy - 48) ** 2 + (xx - 48) ** 2 < 40**2, 40.0, -1000.0) + rng.normal(0, 5, shape)
+    lab = np.zeros(shape, np.uint8)
+    cs = np.array([[8.0, 48.0, 48.0], [8.0, 48.0, 84.0]])
+    for c in cs:
+        m = ((zz - c[0]) * 2.5) ** 2 + ((yy - c[1]) * 1.4) ** 2 + ((xx - c[2]) * 1.4) ** 2 <= 5.0**2
+        hu[m] += 150
+        lab[m] = 1
+    return TrainVolume(hu.astype(np.float16), lab, cs, np.array([10.0, 10.0]), ["blob"] * 2, seed)
+
+
+def test_cut_crop_pads_outside_one_cut_on_every_slice_and_drops_lesions_cut_away():
+    from medviewer.training.detector_augment import cut_crop
+    from medviewer.training.hard_edges import PAD_HU
+
+    v = body_volume(0)
+    hu0 = v.hu[0:16].astype(np.float32)  # the whole volume as the crop (context included)
+    lab0 = v.labels[2:14].astype(np.float32)
+    cut_any, dropped_any = False, False
+    for seed in range(12):
+        hu, lab, c, d = cut_crop(v.hu.astype(np.float32), hu0, lab0, (2, 0, 0), v.centers, v.diameters, np.random.default_rng(seed))
+        cut = hu == np.float32(PAD_HU)
+        assert (cut == cut[0]).all(), "one cut, the same on every slice"
+        assert np.array_equal(hu[~cut], hu0[~cut])  # nothing else changes
+        assert not lab[:, cut[0]].any()  # no lesion label where the image is cut away
+        assert len(c) == len(d) and len(c) <= 2
+        for k, j, i in c:  # every lesion kept has its centre in the image
+            assert not cut[0, int(round(j)), int(round(i))]
+        cut_any |= bool(cut.any())
+        dropped_any |= len(c) < 2
+    assert cut_any and dropped_any
+    assert np.array_equal(hu0, v.hu[0:16].astype(np.float32))  # the input is not modified
+
+
+def test_sample_batch_with_cuts_changes_inputs_and_keeps_old_streams_when_off():
+    vols = [body_volume(1)]
+    x = sample_batch(vols, np.random.default_rng(5), 3, [], slices=5, crop=64, p_cut=1.0, augment=False)[0]
+    x0 = sample_batch(vols, np.random.default_rng(5), 3, [], slices=5, crop=64, augment=False)[0]
+    assert not torch.equal(x, x0)  # cut crops (the later crops also draw other positions)
+    a = sample_batch(vols, np.random.default_rng(6), 2, [], slices=5, crop=64)[0]
+    b = sample_batch(vols, np.random.default_rng(6), 2, [], slices=5, crop=64, p_cut=0.0)[0]
+    assert torch.equal(a, b)
+

@@ -135,6 +135,14 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                 "resampled like an input scan, scaled to about full..tenth dose) instead of white noise (default 0)",
             )
             q.add_argument(
+                "--cut",
+                type=float,
+                default=None,
+                metavar="P",
+                help="probability that a training crop is cut straight to -1024 HU padding (field-of-view circle, "
+                "inner body mask or skull-strip-like region), so lesions also meet hard edges (default 0)",
+            )
+            q.add_argument(
                 "--texture",
                 type=float,
                 default=None,

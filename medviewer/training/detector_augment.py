@@ -16,6 +16,13 @@ vary by 10-50 HU over a few millimetres, phantom organs far less. With such
 texture on its validation phantoms, detector 1.5.0's CPM fell from 0.782 to
 0.482 (``detector_data.with_texture``).
 
+:func:`cut_crop` (``--cut P``) cuts the crop straight to -1024 HU padding
+outside a field-of-view circle, an inner body mask or a skull-stripping-like
+region (:func:`medviewer.training.hard_edges.cut_mask`, the cuts that gave the
+denoiser 1.6.0 its gain on pydicom-data's skull-stripped eCT_Supplemental):
+phantom edges are all blurred, real images also hold such steps, and every
+real-background lesion on eCT_Supplemental went unseen by detector 1.7.0.
+
 All work on a crop ``hu`` of the training volume at the internal spacing
 with ``context`` extra slices at each end; the pastes also take ``lab``, the
 lesion mask of its central slices, and keep the image's noise finer than
@@ -29,6 +36,7 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from medviewer.ai.detector import CONTEXT, INTERNAL_SPACING
+from medviewer.training.hard_edges import PAD_HU, cut_mask
 from medviewer.training.phantom_lesions import HOST_HU, body_mask, coarse_in_plane, insert_lesions
 
 #: Distance (mm) that host-HU placement keeps lesion centres from the body outline. The
@@ -204,3 +212,51 @@ def add_texture(hu: NDArray[np.float32], rng: np.random.Generator) -> NDArray[np
     tissue = ((smooth >= TEXTURE_TISSUE_HU[0]) & (smooth <= TEXTURE_TISSUE_HU[1])).astype(np.float32)
     weight = ndimage.gaussian_filter(tissue, (0.0, 1.0 / INTERNAL_SPACING[1], 1.0 / INTERNAL_SPACING[2])) * tissue
     return (hu + sd * weight * field).astype(np.float32)
+
+
+def cut_crop(
+    volume_hu: NDArray[np.float16] | NDArray[np.float32],
+    hu: NDArray[np.float32],
+    lab: NDArray[np.float32],
+    origin: tuple[int, int, int],
+    centers: NDArray[np.float64],
+    diameters: NDArray[np.float64],
+    rng: np.random.Generator,
+) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float64], NDArray[np.float64]]:
+    """The crop with a hard cut to :data:`~medviewer.training.hard_edges.PAD_HU`, the same on every slice.
+
+    The cut (:func:`~medviewer.training.hard_edges.cut_mask`, kind drawn) is
+    made on the whole volume slice through the crop's centre, as a field of
+    view or a mask cuts a whole image, and applied to every slice of the crop
+    ``hu`` (with its context) and of its lesion mask ``lab``. Lesions whose
+    centre is cut away are dropped from ``centers`` / ``diameters`` (volume
+    indices; ``origin`` is the crop's first central slice, row and column);
+    a lesion the cut only clips keeps its centre and its uncut voxels.
+    """
+    k0, j0, i0 = origin
+    nz = volume_hu.shape[0]
+    kmid = int(np.clip(k0 + lab.shape[0] // 2, 0, nz - 1))
+    keep_full = cut_mask(np.asarray(volume_hu[kmid], np.float32), INTERNAL_SPACING[1], rng)
+    if keep_full is None:
+        return hu, lab, centers, diameters
+    ny, nx = hu.shape[1:]
+    keep = np.zeros((ny, nx), bool)
+    piece = keep_full[j0 : j0 + ny, i0 : i0 + nx]
+    keep[: piece.shape[0], : piece.shape[1]] = piece
+    if keep.all():
+        return hu, lab, centers, diameters
+    hu = np.array(hu, np.float32, copy=True)
+    hu[:, ~keep] = PAD_HU
+    lab = np.array(lab, np.float32, copy=True)
+    lab[:, ~keep] = 0.0
+    c = np.asarray(centers, np.float64).reshape(-1, 3)
+    d = np.asarray(diameters, np.float64).reshape(-1)
+    if len(c):
+        jj = np.round(c[:, 1]).astype(int)
+        ii = np.round(c[:, 2]).astype(int)
+        h, w = keep_full.shape
+        inside = (jj >= 0) & (jj < h) & (ii >= 0) & (ii < w)
+        kept = ~inside | keep_full[np.clip(jj, 0, h - 1), np.clip(ii, 0, w - 1)]
+        c, d = c[kept], d[kept]
+    return hu, lab, c, d
+

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from numpy.typing import NDArray
 
 from medviewer.ai.detector import CONTEXT, INTERNAL_SPACING, OUTPUT_STRIDE, WINDOWS, normalize_hu
-from medviewer.training.detector_augment import add_texture, paste_lesion, paste_vessel
+from medviewer.training.detector_augment import add_texture, cut_crop, paste_lesion, paste_vessel
 from medviewer.training.detector_data import TrainVolume
 from medviewer.training.detector_noise import add_ct_noise
 
@@ -103,6 +103,7 @@ def sample_batch(
     p_paste_edge: float = 0.0,
     p_ct_noise: float = 0.0,
     ct_noise: NDArray[np.float32] | None = None,
+    p_cut: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Draw a batch of crops (input in the network's HU ``windows``).
 
@@ -116,7 +117,9 @@ def sample_batch(
     soft tissue get correlated texture (:func:`add_texture`); with probability
     ``p_ct_noise`` it gets simulated CT noise from the bank ``ct_noise``
     (:func:`medviewer.training.detector_noise.add_ct_noise`) instead of the
-    white noise of the plain augmentation.
+    white noise of the plain augmentation; with probability ``p_cut`` it is
+    cut straight to -1024 HU padding first (:func:`cut_crop`: a field of view,
+    an inner mask or a skull strip), so lesions also meet hard edges.
 
     Returns
     -------
@@ -161,6 +164,8 @@ def sample_batch(
         if lab.shape[0] < slices:
             lab = np.pad(lab, ((0, slices - lab.shape[0]), (0, 0), (0, 0)), mode="edge")
         centers, diameters = v.centers, v.diameters
+        if p_cut > 0 and rng.random() < p_cut:  # no draw when off: old recipes replay
+            hu, lab, centers, diameters = cut_crop(v.hu, hu, lab, (k0, j0, i0), centers, diameters, rng)
         if p_paste > 0 and rng.random() < p_paste:
             edge = p_paste_edge > 0 and rng.random() < p_paste_edge  # no draw when off: old recipes replay
             hu, lab, pc, pd = paste_lesion(hu, lab, rng, edge=edge)

@@ -20,23 +20,22 @@ PAD_HU = -1024.0
 KINDS = ("fov", "mask", "strip")
 
 
-def cut_slice(hu: NDArray[np.float32], pixel_mm: float, rng: np.random.Generator, kind: str | None = None) -> NDArray[np.float32]:
-    """A copy of the slice ``hu`` with a hard cut to :data:`PAD_HU`.
+def cut_mask(hu: NDArray[np.float32], pixel_mm: float, rng: np.random.Generator, kind: str | None = None) -> NDArray[np.bool_] | None:
+    """Where a hard cut of the slice ``hu`` keeps the image (True), or None for a slice without body.
 
-    ``"fov"``: outside a circle (centre near the image centre) whose radius
-    cuts through the body. ``"mask"``: outside the body outline moved inwards
+    ``"fov"``: inside a circle (centre near the image centre) whose radius
+    cuts through the body. ``"mask"``: inside the body outline moved inwards
     by 4-20 mm with a smoothly varying depth (as an organ mask leaves it).
-    ``"strip"``: outside the largest connected region of soft tissue (-150 to
+    ``"strip"``: inside the largest connected region of soft tissue (-150 to
     150 HU, holes filled), with bone and whatever lies beyond it removed, as
-    skull-stripping leaves a brain. ``kind`` None draws one. A slice without
-    body is returned as is.
+    skull-stripping leaves a brain. ``kind`` None draws one.
     """
     kind = kind or str(rng.choice(KINDS))
     if kind not in KINDS:
         raise ValueError(f"unknown cut kind {kind!r}; use one of {KINDS}")
     body = ndimage.binary_fill_holes(hu > -500)
     if not body.any():
-        return hu.copy()
+        return None
     h, w = hu.shape
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     if kind == "fov":
@@ -47,7 +46,7 @@ def cut_slice(hu: NDArray[np.float32], pixel_mm: float, rng: np.random.Generator
     elif kind == "strip":
         lab, n = ndimage.label(ndimage.binary_opening((hu > -150) & (hu < 150), iterations=1))
         if n == 0:
-            return hu.copy()
+            return None
         sizes = ndimage.sum(np.ones_like(hu), lab, range(1, n + 1))
         keep = ndimage.binary_fill_holes(lab == int(np.argmax(sizes)) + 1)
     else:
@@ -57,11 +56,19 @@ def cut_slice(hu: NDArray[np.float32], pixel_mm: float, rng: np.random.Generator
         lo, hi = 4.0 / pixel_mm, 20.0 / pixel_mm
         mid, amp = rng.uniform(lo, hi), rng.uniform(0.0, 0.5) * (hi - lo)
         keep = depth_px > np.clip(mid + amp * wobble, lo, hi)
-    if not keep.any():
-        return hu.copy()
+    return np.asarray(keep, dtype=bool) if keep.any() else None
+
+
+def cut_slice(hu: NDArray[np.float32], pixel_mm: float, rng: np.random.Generator, kind: str | None = None) -> NDArray[np.float32]:
+    """A copy of the slice ``hu`` with a hard cut to :data:`PAD_HU` outside :func:`cut_mask`.
+
+    A slice without body (or a cut that would keep nothing) is returned as is.
+    """
+    keep = cut_mask(hu, pixel_mm, rng, kind)
     out = np.array(hu, dtype=np.float32, copy=True)
-    out[~keep] = PAD_HU
+    if keep is not None:
+        out[~keep] = PAD_HU
     return out
 
 
-__all__ = ["PAD_HU", "KINDS", "cut_slice"]
+__all__ = ["PAD_HU", "KINDS", "cut_mask", "cut_slice"]
