@@ -259,4 +259,3 @@ def cut_crop(
         kept = ~inside | keep_full[np.clip(jj, 0, h - 1), np.clip(ii, 0, w - 1)]
         c, d = c[kept], d[kept]
     return hu, lab, c, d
-

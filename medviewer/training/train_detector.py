@@ -106,8 +106,8 @@ from medviewer.training.detector_data import (
     with_texture,
 )
 from medviewer.training.detector_noise import NOISE_SCALE, bank_info, build_noise_bank
-from medviewer.training.hard_edges import PAD_HU
 from medviewer.training.detector_sampling import CROP_SIZE, CROP_SLICES, detector_loss, sample_batch
+from medviewer.training.hard_edges import PAD_HU
 
 DEFAULT_STEPS = 3000
 DEFAULT_BATCH = 4
