@@ -282,7 +282,8 @@ def test_train_main_resume_keeps_the_runs_recipe(tmp_path, monkeypatch):
     common = dict(out=run, device="cpu", batch_size=None, threads=None, data=tmp_path / "d", install=False, note=None,
                   phantoms=None, head_phantoms=None, slices_per_phantom=None, minutes=None)
     assert td.main(argparse.Namespace(steps=2, resume=False, seed=3, air_patches=0.25, target="full", version="9.1-test",
-                                      psf_mm=[0.1, 0.4], cut=0.3, pixel_loss="rmse", **common)) == 0
+                                      psf_mm=[0.1, 0.4], cut=0.3, pixel_loss="rmse", gradient_weight=0.1,
+                                      **common)) == 0
     # resumed with a larger step cap only: seed, air share, target and version stay the run's
     assert td.main(argparse.Namespace(steps=3, resume=True, seed=0, **common)) == 0
     meta = json.loads((run / "checkpoint.json").read_text())
@@ -290,10 +291,12 @@ def test_train_main_resume_keeps_the_runs_recipe(tmp_path, monkeypatch):
     config = meta["config"]
     assert (config["seed"], config["air_patches"], config["target"], config["version"]) == (3, 0.25, "full", "9.1-test")
     assert config["psf_mm"] == [0.1, 0.4] and config["cut"] == 0.3 and config["loss"]["pixel_norm"] == "rmse"
+    assert config["loss"]["gradient"] == 0.1
     assert TrainConfig.from_json(config).to_json() == config  # the recipe round-trips
     card = json.loads((run / "model" / "denoiser.json").read_text())
     assert "taken wherever they fall" in card["training"]["patch_sampling"] and card["training"]["steps"] == 3
     assert card["loss"]["why"].startswith("RMSE pixel loss") and card["loss"]["weights"]["pixel_norm"] == "rmse"
+    assert card["loss"]["weights"]["gradient"] == 0.1 and "(weight 0.1)" in card["loss"]["why"]
 
 
 SHIPPED = models_dir() / "denoiser.safetensors"

@@ -79,6 +79,13 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                 "which weighs large errors (bone and air edges) more",
             )
             q.add_argument(
+                "--gradient-weight",
+                type=float,
+                default=None,
+                help="weight of the generator's edge term, an L1 loss on image gradients (default 0.5); "
+                "lower trades edge sharpness for PSNR, whose optimum is the pixel term's",
+            )
+            q.add_argument(
                 "--target",
                 choices=("clean", "full"),
                 default=None,

@@ -928,6 +928,11 @@ def main(args: argparse.Namespace) -> int:
         if norm not in PIXEL_NORMS:
             raise ModelError(f"--pixel-loss {norm}: choose one of {', '.join(PIXEL_NORMS)}")
         cfg.loss = replace(cfg.loss, pixel_norm=str(norm))
+    grad_w = getattr(args, "gradient_weight", None)
+    if grad_w is not None:
+        if not 0.0 <= float(grad_w) <= 5.0:
+            raise ModelError(f"--gradient-weight {grad_w}: choose a weight between 0 and 5")
+        cfg.loss = replace(cfg.loss, gradient=float(grad_w))
     cut = getattr(args, "cut", None)
     if cut is not None:
         if not 0.0 <= float(cut) <= 1.0:
