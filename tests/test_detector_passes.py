@@ -34,6 +34,17 @@ def test_card_passes_are_read_and_checked():
             inference_passes({"inference": {"passes": bad}})
 
 
+def test_shifted_passes_round_trip_through_the_card():
+    passes = [Pass(1.0, True), Pass(1.0, True, 4)]
+    js = passes_json(passes)
+    assert js["passes"] == [{"scale": 1.0, "flip": True}, {"scale": 1.0, "flip": True, "shift": 4}]  # older cards unchanged
+    assert inference_passes({"inference": js}) == passes
+    assert [p.spec() for p in passes] == ["1:flip", "1:flip:shift4"]
+    for shift in (3, -2, 16, "x"):
+        with pytest.raises(ModelError):
+            inference_passes({"inference": {"passes": [{"scale": 1.0, "shift": shift}]}})
+
+
 def test_pass_grid_refines_only_in_plane():
     assert pass_grid((10, 200, 300), (2.5, 1.4, 1.4), 1.0) == (10, 200, 300)
     z, y, x = pass_grid((10, 200, 300), (2.5, 1.4, 1.4), 1.5)
@@ -82,14 +93,39 @@ def test_two_passes_average_on_the_finer_grid(shipped):
         np.testing.assert_allclose(b, 0.5 * (f + u), atol=1e-5)
 
 
+def _lesion_volume() -> np.ndarray:
+    """A 59 mm soft-tissue disc in air with a 14 mm, +70 HU sphere, on the internal grid."""
+    z, y, x = np.mgrid[:12, :96, :96]
+    hu = np.where((y - 48) ** 2 + (x - 48) ** 2 < 42**2, 40.0, -1000.0).astype(np.float32)
+    hu[((z - 6) * 2.5 / 1.4) ** 2 + (y - 40) ** 2 + (x - 58) ** 2 < 5**2] = 110.0
+    return hu + np.random.default_rng(3).normal(0.0, 8.0, hu.shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_a_shifted_pass_is_shifted_back(shipped, flip):
+    model, _ = shipped
+    hu = _lesion_volume()
+    sp = (2.5, 1.4, 1.4)
+    plain = predict_maps_passes(model, hu, sp, [Pass(1.0, flip)], "cpu")
+    peak = np.unravel_index(np.argmax(plain[1]), plain[1].shape)
+    assert peak == (6, 20, 29)  # the sphere's centre on the output grid (stride 2)
+    for shift in (4, 8):
+        shifted = predict_maps_passes(model, hu, sp, [Pass(1.0, flip, shift)], "cpu")
+        assert all(a.shape == b.shape for a, b in zip(plain, shifted))
+        assert np.unravel_index(np.argmax(shifted[1]), shifted[1].shape) == peak  # shifted back, not by +-shift/2
+    # 8 internal pixels is one period of the encoder's lattice: the same phase, so inside the body the maps agree
+    inner = (slice(None), slice(10, 38), slice(10, 38))
+    assert np.corrcoef(plain[1][inner].ravel(), shifted[1][inner].ravel())[0, 1] > 0.97
+
+
 def test_detect_lesions_follows_the_card_passes(shipped, tmp_path):
     model, card = shipped
     shutil.copy(models_dir() / "detector.safetensors", tmp_path)
     c = dict(card)
-    c["inference"] = passes_json([Pass(1.0, True), Pass(1.25, False)])
+    c["inference"] = passes_json([Pass(1.0, True), Pass(1.25, False, 2)])
     (tmp_path / "detector.json").write_text(json.dumps(c))
     vol = Volume(_blob_volume(), spacing=(2.5, 1.4, 1.4), metadata=VolumeMetadata(modality="CT"))
     res = detect.detect_lesions(vol, device="cpu", models_folder=tmp_path, min_confidence=0.0, masks=False)
-    assert res.extra["passes"] == [{"scale": 1.0, "flip": True}, {"scale": 1.25, "flip": False}]
+    assert res.extra["passes"] == [{"scale": 1.0, "flip": True}, {"scale": 1.25, "flip": False, "shift": 2}]
     assert res.extra["output_shape"][1:] == [30, 40]
     assert res.confidence.shape == vol.shape

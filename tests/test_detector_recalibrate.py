@@ -18,7 +18,9 @@ from medviewer.training.recalibrate_detector import parse_pass, recalibrate_dete
 def test_pass_specs():
     assert parse_pass("1.2") == Pass(1.2, False)
     assert parse_pass("1.0:flip") == Pass(1.0, True)
-    for bad in ("1.2:mirror", "fine", "1.0:flip:x"):
+    assert parse_pass("1.0:flip:shift4") == Pass(1.0, True, 4) == parse_pass("1.0:shift4:flip")
+    assert parse_pass("1.0:shift2") == Pass(1.0, False, 2)
+    for bad in ("1.2:mirror", "fine", "1.0:flip:x", "1.0:shift3", "1.0:shift", "1.0:shift4:shift4", "1.0:flip:flip"):
         with pytest.raises(ModelError):
             parse_pass(bad)
 

@@ -471,7 +471,7 @@ def detect_lesions(
         src = np.asarray(volume.voxels, dtype=np.float32)
         if not np.isfinite(src).all():
             src = np.nan_to_num(src, nan=-1000.0, posinf=3000.0, neginf=-1000.0)
-        from medviewer.ai.detect_passes import inference_passes, passes_candidates  # it builds on this module
+        from medviewer.ai.detect_passes import inference_passes, pass_json, passes_candidates  # it builds on this module
 
         passes = inference_passes(card)
         prog(0.05, "detector: running the network")
@@ -507,7 +507,7 @@ def detect_lesions(
             extra={
                 "seconds": time.perf_counter() - t0,
                 "flip_tta": any(p.flip for p in passes),
-                "passes": [{"scale": p.scale, "flip": p.flip} for p in passes],
+                "passes": [pass_json(p) for p in passes],
                 "output_shape": list(oshape),
                 "n_candidates": len(cands),
             },

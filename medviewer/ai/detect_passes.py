@@ -1,4 +1,4 @@
-"""Test-time passes of the lesion detector: in-plane scales and left-right flips.
+"""Test-time passes of the lesion detector: in-plane scales, left-right flips and shifts.
 
 The network runs on a grid of :data:`~medviewer.ai.detector.INTERNAL_SPACING`
 (1.4 mm in-plane). A lesion of 5 mm then spans under four pixels, and its
@@ -9,6 +9,12 @@ the finest pass's output grid and averaged, as the flip pass is. The model
 card lists the passes (``"inference": {"passes": [{"scale": 1.0, "flip":
 true}, {"scale": 1.2, "flip": false}]}``); a card with only ``"flip_tta"``
 means one pass at scale 1. The calibration is fitted on the same passes.
+
+A pass may also shift the grid by an even number of internal pixels in both
+in-plane directions (``"shift": 4``). The encoder downsamples by 8, so its
+response depends on where a lesion falls against that lattice; a shifted
+pass sees the volume at another phase, and the average is steadier. The
+outputs (stride 2) are shifted back exactly, by ``shift / 2`` output pixels.
 """
 
 from __future__ import annotations
@@ -30,14 +36,30 @@ from medviewer.progress import CancelFn, Progress, ProgressFn, check_cancel
 
 #: Finest in-plane scale accepted from a card (4x the pixels of scale 1 at 2.0).
 MAX_SCALE = 2.0
+#: Largest in-plane shift (internal pixels) accepted from a card: the encoder's lattice repeats every 8.
+MAX_SHIFT = 14
 
 
 @dataclass(frozen=True)
 class Pass:
-    """One network pass: in-plane scale of the internal grid, and whether its mirror image runs too."""
+    """One network pass: in-plane scale of the internal grid, whether its mirror image runs too, and its shift."""
 
     scale: float = 1.0
     flip: bool = False
+    shift: int = 0
+    """Even in-plane shift in internal pixels (rows and columns alike); the outputs are shifted back."""
+
+    def spec(self) -> str:
+        """The pass as ``medviewer calibrate detector --passes`` writes it (``1:flip:shift4``)."""
+        return f"{self.scale:g}" + (":flip" if self.flip else "") + (f":shift{self.shift}" if self.shift else "")
+
+
+def pass_json(p: Pass) -> dict[str, Any]:
+    """A pass as the card stores it (``shift`` only when there is one, so older cards stay as they were)."""
+    out: dict[str, Any] = {"scale": p.scale, "flip": p.flip}
+    if p.shift:
+        out["shift"] = p.shift
+    return out
 
 
 def inference_passes(card: dict[str, Any]) -> list[Pass]:
@@ -49,11 +71,13 @@ def inference_passes(card: dict[str, Any]) -> list[Pass]:
     if raw is None:
         return [Pass(1.0, bool(inf.get("flip_tta", False)))]
     try:
-        passes = [Pass(float(p["scale"]), bool(p.get("flip", False))) for p in raw]
+        passes = [Pass(float(p["scale"]), bool(p.get("flip", False)), int(p.get("shift", 0))) for p in raw]
     except (TypeError, KeyError, ValueError) as exc:
         raise ModelError(f"the detector's model card has invalid inference passes: {raw!r}") from exc
     if not passes or any(not (0.5 <= p.scale <= MAX_SCALE) for p in passes):
         raise ModelError(f"the detector's inference passes need scales in [0.5, {MAX_SCALE}]: {raw!r}")
+    if any(p.shift % 2 or not (0 <= p.shift <= MAX_SHIFT) for p in passes):
+        raise ModelError(f"the detector's inference passes need even shifts in [0, {MAX_SHIFT}]: {raw!r}")
     return passes
 
 
@@ -61,7 +85,7 @@ def passes_json(passes: list[Pass]) -> dict[str, Any]:
     """The card's ``"inference"`` entry for ``passes`` (``flip_tta`` kept for older readers)."""
     return {
         "flip_tta": bool(passes[0].flip) if len(passes) == 1 else any(p.flip for p in passes),
-        "passes": [{"scale": p.scale, "flip": p.flip} for p in passes],
+        "passes": [pass_json(p) for p in passes],
     }
 
 
@@ -87,6 +111,25 @@ def _to_grid(
     out_off[:, 1] *= size[0] / h
     out_off[:, 2] *= size[1] / w
     return np.ascontiguousarray(maps[:, 0]), np.ascontiguousarray(maps[:, 1]), out_off
+
+
+def _shifted(
+    model: LesionNet,
+    hu: NDArray[np.float32],
+    p: Pass,
+    device: torch.device | str | None,
+    progress: ProgressFn | None,
+    cancel: CancelFn | None,
+) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32]]:
+    """One pass on ``hu`` shifted by ``p.shift`` pixels down and right (edge values fill in); outputs shifted back."""
+    k = p.shift
+    h, w = hu.shape[1:]
+    padded = np.pad(hu, ((0, 0), (k, 0), (k, 0)), mode="edge")
+    seg, heat, off = predict_maps_tta(model, padded, device, progress, cancel, p.flip)
+    o, oh, ow = k // 2, (h + 1) // 2, (w + 1) // 2
+    crop = (slice(None), slice(o, o + oh), slice(o, o + ow))
+    return (np.ascontiguousarray(seg[crop]), np.ascontiguousarray(heat[crop]),
+            np.ascontiguousarray(off[(slice(None), slice(None), *crop[1:])]))
 
 
 def predict_maps_passes(
@@ -130,7 +173,8 @@ def predict_maps_passes(
     for p, g, wt in zip(passes, grids, weights):
         with torch.inference_mode():
             hu = _resample(t, g).numpy()
-        results.append(predict_maps_tta(model, hu, device, prog.sub(done / total, (done + wt) / total).__call__, cancel, p.flip))
+        sub = prog.sub(done / total, (done + wt) / total).__call__
+        results.append(_shifted(model, hu, p, device, sub, cancel) if p.shift else predict_maps_tta(model, hu, device, sub, cancel, p.flip))
         done += wt
     size = results[finest][0].shape[1:]
     acc_seg, acc_heat, acc_off = (np.zeros_like(a) for a in results[finest])
@@ -173,4 +217,4 @@ def passes_candidates(
     return cands, labels, seg_prob, ospacing  # type: ignore[return-value]
 
 
-__all__ = ["Pass", "inference_passes", "passes_json", "pass_grid", "predict_maps_passes", "passes_candidates"]
+__all__ = ["Pass", "MAX_SHIFT", "pass_json", "inference_passes", "passes_json", "pass_grid", "predict_maps_passes", "passes_candidates"]

@@ -12,8 +12,9 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     models = p.add_subparsers(dest="model", metavar="MODEL", required=True)
     q = models.add_parser("detector", help="lesion detector")
     q.add_argument("base", type=Path, help="folder with detector.safetensors + detector.json (e.g. resources/models)")
-    q.add_argument("--passes", nargs="+", required=True, metavar="SCALE[:flip]",
-                   help="in-plane scales of the internal grid, e.g. 1.0:flip 1.2 (1.2: a 1.17 mm pass)")
+    q.add_argument("--passes", nargs="+", required=True, metavar="SCALE[:flip][:shiftN]",
+                   help="in-plane scales of the internal grid, e.g. 1.0:flip 1.2 (1.2: a 1.17 mm pass); "
+                   ":shiftN also runs the pass on the grid shifted by N (even) internal pixels")
     q.add_argument("--out", type=Path, required=True, help="folder for the detector and its new model card")
     q.add_argument("--version", required=True, help="version written to the model card")
     q.add_argument("--native", type=int, default=0, metavar="N",

@@ -40,14 +40,22 @@ NATIVE_SPACING: tuple[float, float, float] = (2.5, 0.7, 0.7)
 
 
 def parse_pass(spec: str) -> Pass:
-    """``"1.2"`` or ``"1.0:flip"``: an in-plane scale, optionally with its mirror pass."""
-    scale, _, flag = spec.partition(":")
-    if flag not in ("", "flip"):
-        raise ModelError(f"detector pass {spec!r}: write SCALE or SCALE:flip")
+    """``"1.2"``, ``"1.0:flip"`` or ``"1.0:flip:shift4"``: an in-plane scale, its mirror pass, a grid shift."""
+    scale, *flags = spec.split(":")
+    flip, shift = False, 0
+    for flag in flags:
+        if flag == "flip" and not flip:
+            flip = True
+        elif flag.startswith("shift") and flag[5:].isdigit() and not shift:
+            shift = int(flag[5:])
+        else:
+            raise ModelError(f"detector pass {spec!r}: write SCALE, SCALE:flip, SCALE:shiftN or SCALE:flip:shiftN")
     try:
-        return Pass(float(scale), flag == "flip")
+        p = Pass(float(scale), flip, shift)
     except ValueError as exc:
         raise ModelError(f"detector pass {spec!r}: the scale is not a number") from exc
+    inference_passes({"inference": passes_json([p])})  # the card's range checks
+    return p
 
 
 def volume_logits(
@@ -141,7 +149,8 @@ def recalibrate_detector(
     load_state_into(model, tensors, str(base))
     val = load_validation(data, groups, shape, prog.sub(0.0, 0.2))
     training = dict(card.get("training") or {})
-    desc = ", ".join(f"{p.scale:g}{' with its mirror image' if p.flip else ''}" for p in passes)
+    desc = ", ".join(f"{p.scale:g}{' with its mirror image' if p.flip else ''}{f' shifted {p.shift} px' if p.shift else ''}"
+                     for p in passes)
     training["recalibrated"] = {
         "from": f"{card.get('name', MODEL_NAME)} {card.get('version')}",
         "sha256": card.get("sha256"),
@@ -155,7 +164,7 @@ def recalibrate_detector(
         )
         + " for them",
         "command": f"medviewer calibrate detector {base} --passes "
-        + " ".join(f"{p.scale:g}{':flip' if p.flip else ''}" for p in passes)
+        + " ".join(p.spec() for p in passes)
         + f" --out {out} --version {version}"
         + (" --textured" if textured else ""),
     }
