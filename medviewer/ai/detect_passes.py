@@ -13,8 +13,9 @@ means one pass at scale 1. The calibration is fitted on the same passes.
 A pass may also shift the grid by an even number of internal pixels in both
 in-plane directions (``"shift": 4``). The encoder downsamples by 8, so its
 response depends on where a lesion falls against that lattice; a shifted
-pass sees the volume at another phase, and the average is steadier. The
-outputs (stride 2) are shifted back exactly, by ``shift / 2`` output pixels.
+pass sees the volume at another phase. The outputs (stride 2) are shifted
+back exactly, by ``shift / 2`` output pixels. (Averaging a shift-4 pass did
+not raise 1.8.0's validation CPM: docs/detector_evaluation.md.)
 """
 
 from __future__ import annotations
