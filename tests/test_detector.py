@@ -254,7 +254,7 @@ def test_train_main_fine_tunes_from_init_weights_on_every_volume_group(tmp_path,
         steps=1, batch_size=1, out=tmp_path / "run", data=tmp_path / "data", init=tmp_path / "models",
         threads=None, device="cpu", seed=0, resume=False, install=False, minutes=None, version="1.3.0-test",
         volumes=["chest=1/1", "kidney=1/0", "host-hu=2/1", "head=1/1"], shape="16x128x128", checkpoint_every=1,
-        note="a test run", texture=0.5, paste=0.5, paste_edge=0.5, ct_noise=0.5, cut=0.5,
+        note="a test run", texture=0.5, paste=0.5, paste_edge=0.5, ct_noise=0.5, cut=0.5, spatial=0.5,
         command_line="medviewer train detector --steps 1 --note 'a test run'",
     )
     tiny_bank = np.random.default_rng(0).normal(0.0, 20.0, (2, 12, 128, 128)).astype(np.float32)
@@ -277,6 +277,7 @@ def test_train_main_fine_tunes_from_init_weights_on_every_volume_group(tmp_path,
     assert "50% of them against the edge of their host tissue" in card["training"]["augmentation"]
     assert "simulated CT noise instead of the Gaussian noise in 50% of the crops (a bank of 2 phantom scans" in card["training"]["augmentation"]
     assert "50% of the crops cut straight to -1024 HU padding first" in card["training"]["augmentation"]
+    assert "50% of the crops cut from the volume rotated in-plane by up to +-30 degrees" in card["training"]["augmentation"]
     assert 0.0 <= card["metrics"]["validation"]["cpm_textured"] <= 1.0  # validation also on textured volumes
 
 
@@ -284,7 +285,7 @@ def test_train_main_fine_tunes_from_init_weights_on_every_volume_group(tmp_path,
     "options, message",
     [({"paste_edge": 0.5}, "needs --paste"), ({"paste": 1.5}, "--paste 1.5"), ({"paste": 0.5, "paste_edge": -0.1}, "--paste-edge"),
      ({"texture": 2.0}, "--texture"), ({"vessels": -1.0}, "--vessels"), ({"ct_noise": 1.5}, "--ct-noise 1.5"),
-     ({"cut": -0.5}, "--cut -0.5")],
+     ({"cut": -0.5}, "--cut -0.5"), ({"spatial": 1.2}, "--spatial 1.2")],
 )
 def test_augmentation_options_are_checked_before_any_data_is_made(tmp_path, options, message):
     import argparse
@@ -665,3 +666,63 @@ def test_sample_batch_with_cuts_changes_inputs_and_keeps_old_streams_when_off():
     b = sample_batch(vols, np.random.default_rng(6), 2, [], slices=5, crop=64, p_cut=0.0)[0]
     assert torch.equal(a, b)
 
+
+
+def test_spatial_view_moves_lesion_centres_with_the_anatomy_and_scales_diameters():
+    from medviewer.training.detector_spatial import MARGIN_PX, spatial_view
+
+    v = body_volume(2)
+    centre = np.array([8.0, 50.0, 60.0])
+    for angle, scale in [(0.0, 1.0), (25.0, 1.0), (-30.0, 1.2), (12.0, 0.8)]:
+        view, c = spatial_view(v, centre, slices=5, crop=64, angle_deg=angle, scale=scale)
+        n = 64 + 2 * MARGIN_PX
+        assert view.hu.shape[1:] == (n, n) and view.labels.shape == view.hu.shape
+        assert np.allclose(c[1:], (n - 1) / 2) and view.hu.shape[0] >= 5
+        assert np.allclose(view.diameters, v.diameters * scale)
+        # the lesion mask's centroid on its central slice lands on the moved centre (within a pixel)
+        for lc in view.centers:
+            k, j, i = lc
+            if not (0 <= j < n and 0 <= i < n):
+                continue
+            sl = view.labels[int(round(k))]
+            yy, xx = np.nonzero(sl)
+            near = (yy - j) ** 2 + (xx - i) ** 2 < (8 * scale) ** 2
+            assert near.sum() > 10
+            assert abs(yy[near].mean() - j) < 1.0 and abs(xx[near].mean() - i) < 1.0
+            # the lesion is 150 HU brighter than the disk around it, also after resampling
+            assert view.hu[int(round(k)), int(round(j)), int(round(i))] > 120
+        # outside the source volume is air
+        if angle:
+            assert view.hu.min() < -900
+    # no rotation, no scaling: the slab is the volume's own voxels
+    n = 64 + 2 * MARGIN_PX
+    view, c = spatial_view(v, np.array([8.0, 47.5, 47.5]), slices=5, crop=64, angle_deg=0.0, scale=1.0)
+    z0 = 8 - int(round(c[0]))
+    j0 = int(47.5 - (n - 1) / 2)
+    zz = slice(z0, z0 + view.hu.shape[0])
+    assert j0 + n <= 96
+    assert np.allclose(view.hu, v.hu[zz, j0 : j0 + n, j0 : j0 + n].astype(np.float32), atol=1e-3)
+    assert np.array_equal(view.labels, v.labels[zz, j0 : j0 + n, j0 : j0 + n])
+    with pytest.raises(ValueError, match="scale"):
+        spatial_view(v, centre, slices=5, crop=64, angle_deg=0.0, scale=0.0)
+
+
+def test_sample_batch_with_spatial_augmentation_keeps_heat_peaks_on_lesions_and_old_streams_when_off():
+    vols = [body_volume(3)]
+    rng = np.random.default_rng(7)
+    found = 0
+    for _ in range(6):
+        x, seg, heat, _ = sample_batch(vols, rng, 1, [], slices=5, crop=64, p_spatial=1.0, augment=False, p_lesion=1.0)
+        h = heat[0].numpy()
+        s = seg[0].numpy()
+        if h.max() < 0.99:
+            continue  # the lesion centre left the crop
+        found += 1
+        k, a, b = np.unravel_index(np.argmax(h), h.shape)
+        assert s[k, max(0, a - 1) : a + 2, max(0, b - 1) : b + 2].max() > 0.5  # the mask is where the centre is
+    assert found >= 3
+    a = sample_batch(vols, np.random.default_rng(8), 2, [], slices=5, crop=64)[0]
+    b = sample_batch(vols, np.random.default_rng(8), 2, [], slices=5, crop=64, p_spatial=0.0)[0]
+    assert torch.equal(a, b)
+    c = sample_batch(vols, np.random.default_rng(8), 2, [], slices=5, crop=64, p_spatial=1.0)[0]
+    assert not torch.equal(a, c)

@@ -150,6 +150,14 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                 "inner body mask or skull-strip-like region), so lesions also meet hard edges (default 0)",
             )
             q.add_argument(
+                "--spatial",
+                type=float,
+                default=None,
+                metavar="P",
+                help="probability that a training crop is cut from the volume rotated in-plane (up to +-30 degrees) "
+                "and scaled (0.8-1.25x) about its centre, so poses, sizes and lattice positions vary (default 0)",
+            )
+            q.add_argument(
                 "--texture",
                 type=float,
                 default=None,

@@ -19,6 +19,7 @@ from medviewer.ai.detector import CONTEXT, INTERNAL_SPACING, OUTPUT_STRIDE, WIND
 from medviewer.training.detector_augment import add_texture, cut_crop, paste_lesion, paste_vessel
 from medviewer.training.detector_data import TrainVolume
 from medviewer.training.detector_noise import add_ct_noise
+from medviewer.training.detector_spatial import draw_transform, spatial_view
 
 CROP_SLICES = 8
 CROP_SIZE = 112
@@ -104,6 +105,7 @@ def sample_batch(
     p_ct_noise: float = 0.0,
     ct_noise: NDArray[np.float32] | None = None,
     p_cut: float = 0.0,
+    p_spatial: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Draw a batch of crops (input in the network's HU ``windows``).
 
@@ -119,7 +121,11 @@ def sample_batch(
     (:func:`medviewer.training.detector_noise.add_ct_noise`) instead of the
     white noise of the plain augmentation; with probability ``p_cut`` it is
     cut straight to -1024 HU padding first (:func:`cut_crop`: a field of view,
-    an inner mask or a skull strip), so lesions also meet hard edges.
+    an inner mask or a skull strip), so lesions also meet hard edges. With
+    probability ``p_spatial`` the crop is cut from the volume rotated and
+    scaled in-plane about its centre first
+    (:func:`medviewer.training.detector_spatial.spatial_view`), so every later
+    augmentation and the targets see the transformed anatomy.
 
     Returns
     -------
@@ -150,6 +156,9 @@ def sample_batch(
             vi = int(rng.integers(len(vols)))
             v = vols[vi]
             centre = rng.uniform(0, 1, 3) * np.array(v.hu.shape)
+        if p_spatial > 0 and rng.random() < p_spatial:  # no draw when off: old recipes replay
+            angle, scale = draw_transform(rng)
+            v, centre = spatial_view(v, centre, slices, crop, angle, scale)
         zs, hs, ws = v.hu.shape
         k0 = int(np.clip(round(centre[0] - slices / 2), 0, max(0, zs - slices)))
         j0 = int(np.clip(round(centre[1] - crop / 2), 0, max(0, hs - crop)))

@@ -107,6 +107,7 @@ from medviewer.training.detector_data import (
 )
 from medviewer.training.detector_noise import NOISE_SCALE, bank_info, build_noise_bank
 from medviewer.training.detector_sampling import CROP_SIZE, CROP_SLICES, detector_loss, sample_batch
+from medviewer.training.detector_spatial import ROTATION_DEG, SCALE
 from medviewer.training.hard_edges import PAD_HU
 
 DEFAULT_STEPS = 3000
@@ -360,18 +361,18 @@ def parse_shape(spec: str | tuple[int, int, int]) -> tuple[int, int, int]:
     return dims  # type: ignore[return-value]
 
 
-def augmentation_shares(args: argparse.Namespace) -> tuple[float, float, float, float, float, float]:
-    """``--paste``, ``--paste-edge``, ``--vessels``, ``--texture``, ``--ct-noise`` and ``--cut`` (0 when not given), checked."""
+def augmentation_shares(args: argparse.Namespace) -> tuple[float, float, float, float, float, float, float]:
+    """``--paste``, ``--paste-edge``, ``--vessels``, ``--texture``, ``--ct-noise``, ``--cut`` and ``--spatial`` (0 when not given), checked."""
     shares = []
     for name, flag in (("paste", "--paste"), ("paste_edge", "--paste-edge"), ("vessels", "--vessels"), ("texture", "--texture"),
-                       ("ct_noise", "--ct-noise"), ("cut", "--cut")):
+                       ("ct_noise", "--ct-noise"), ("cut", "--cut"), ("spatial", "--spatial")):
         p = float(getattr(args, name, None) or 0.0)
         if not 0.0 <= p <= 1.0:
             raise ModelError(f"{flag} {p}: a probability in [0, 1]")
         shares.append(p)
     if shares[1] and not shares[0]:
         raise ModelError("--paste-edge places a share of the pasted lesions: it needs --paste")
-    return shares[0], shares[1], shares[2], shares[3], shares[4], shares[5]
+    return shares[0], shares[1], shares[2], shares[3], shares[4], shares[5], shares[6]
 
 
 def main(args: argparse.Namespace) -> int:
@@ -387,7 +388,7 @@ def main(args: argparse.Namespace) -> int:
     batch = int(args.batch_size) if getattr(args, "batch_size", None) else DEFAULT_BATCH
     data = Path(args.data) if getattr(args, "data", None) else cache_dir() / "detector_data"
     groups = volume_groups(getattr(args, "volumes", None))
-    p_paste, p_paste_edge, p_vessel, p_texture, p_ct_noise, p_cut = augmentation_shares(args)  # checked before any data is made
+    p_paste, p_paste_edge, p_vessel, p_texture, p_ct_noise, p_cut, p_spatial = augmentation_shares(args)  # checked before any data is made
     n_train, n_val = groups["chest"]
     shape = parse_shape(getattr(args, "shape", None) or TRAIN_SHAPE)
     version = str(getattr(args, "version", None) or MODEL_VERSION)
@@ -493,7 +494,8 @@ def main(args: argparse.Namespace) -> int:
             for g in opt.param_groups:
                 g["lr"] = lr_at(step)
             x, *targets = sample_batch(train, rng, batch, hard, windows=model.windows, p_paste=p_paste, p_vessel=p_vessel, p_texture=p_texture,
-                                     p_paste_edge=p_paste_edge, p_ct_noise=p_ct_noise, ct_noise=ct_noise, p_cut=p_cut)
+                                     p_paste_edge=p_paste_edge, p_ct_noise=p_ct_noise, ct_noise=ct_noise, p_cut=p_cut,
+                                     p_spatial=p_spatial)
             loss, parts = detector_loss(*model(x.to(device)), *(t.to(device) for t in targets))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -561,6 +563,9 @@ def main(args: argparse.Namespace) -> int:
         "loss": "BCE + OHEM (hardest 2% negative pixels) + mean BCE over lesion pixels (added at resume, see note) + 0.5 soft Dice on the mask; CenterNet focal loss on the centre heat map; smooth-L1 on centre offsets",
         "hard_negative_mining": f"every {hn_every} steps, false-positive candidates on 2 training volumes are added to a pool; 20% of crops are centred on it",
         "augmentation": "Gaussian noise (SD 2-30 HU, p=0.5), HU scale 0.97-1.03 and offset +-15 HU, left-right flip"
+        + (f"; {p_spatial:.0%} of the crops cut from the volume rotated in-plane by up to +-{ROTATION_DEG:g} degrees and "
+           f"magnified {SCALE[0]:g}-{SCALE[1]:g}x about their centre first (bilinear; lesion centres and diameters follow)"
+           if p_spatial else "")
         + (f"; {p_cut:.0%} of the crops cut straight to {PAD_HU:g} HU padding first (a field-of-view circle through the body, "
            "a mask 4-20 mm inside its outline or the largest soft-tissue region as skull-stripping leaves a brain; the same cut "
            "on every slice of the crop, lesions whose centre is cut away dropped)" if p_cut else "")
