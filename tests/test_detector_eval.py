@@ -42,6 +42,8 @@ def test_quick_evaluation_writes_tables_plots_per_source_rows_and_the_lesion_aud
     for s in res["sets"].values():
         assert 0.0 <= s["detector"]["cpm"] <= 1.0 and 0.0 <= s["baseline_log"]["cpm"] <= 1.0
         assert set(s["detector"]["sensitivity_at_fp"]) == {str(r) for r in frocm.FP_RATES}
+        lo, hi = s["ece_95ci_bootstrap"]
+        assert 0.0 <= lo <= hi <= 1.0
     real = res["sets"]["real-background"]
     assert set(real["by_source_slice"]) == {"CT_small"}
     assert real["by_source_slice"]["CT_small"]["n_lesions"] == real["n_lesions"]
@@ -52,6 +54,7 @@ def test_quick_evaluation_writes_tables_plots_per_source_rows_and_the_lesion_aud
     assert sum(b["n"] for b in real["lesion_audit"]["by_diameter_mm"]) == real["n_lesions"]
     md = (tmp_path / "results.md").read_text()
     assert "by source slice" in md and "by size, conspicuity and surroundings" in md and "against bone or air" in md
+    assert "95% bootstrap CI" in md.split("## Calibration and case level")[1].split("ECE")[1][:40]
     # the headline figures go into a copy of the model card
     import shutil
 
@@ -66,6 +69,7 @@ def test_quick_evaluation_writes_tables_plots_per_source_rows_and_the_lesion_aud
     assert card["real-background"]["cpm"] == real["detector"]["cpm"] and card["note"] == "quick test"
     assert card["real-background"]["sensitivity_by_diameter_mm"] == real["lesion_audit"]["by_diameter_mm"]
     assert card["held-out phantoms"]["cpm_95ci_bootstrap"] == res["sets"]["held-out phantoms"]["detector"]["cpm_95ci_bootstrap"]
+    assert card["real-background"]["ece_95ci_bootstrap"] == real["ece_95ci_bootstrap"]
 
 
 def test_noise_robustness_adds_ct_noise_and_white_noise_of_the_same_sd(tmp_path):

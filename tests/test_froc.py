@@ -62,6 +62,29 @@ def test_ece_zero_for_perfect_and_large_for_overconfident():
     assert ece_bad == pytest.approx(0.45)
 
 
+def test_bootstrap_ece_brackets_the_ece_and_widens_with_fewer_scans():
+    rng = np.random.default_rng(2)
+
+    def scans(n):
+        confs = [rng.uniform(0.05, 1, 6) for _ in range(n)]
+        hits = [rng.uniform(0, 1, 6) < np.clip(c - 0.1, 0, 1) for c in confs]  # a little overconfident
+        return confs, hits
+
+    confs, hits = scans(200)
+    ece, _ = F.expected_calibration_error(np.concatenate(confs), np.concatenate(hits))
+    lo, hi = F.bootstrap_ece(confs, hits, n_boot=200)
+    assert lo <= ece <= hi and hi - lo < 0.08
+    few_c, few_h = confs[:12], hits[:12]
+    lo2, hi2 = F.bootstrap_ece(few_c, few_h, n_boot=200)
+    assert hi2 - lo2 > hi - lo
+    # findings below the confidence floor are left out, as in the reported ECE
+    lo3, hi3 = F.bootstrap_ece([np.array([0.01, 0.9])], [np.array([True, True])], n_boot=20)
+    assert lo3 == hi3 == pytest.approx(0.1)
+    assert F.bootstrap_ece([], [], n_boot=20) == (0.0, 0.0)
+    with pytest.raises(ValueError, match="per finding"):
+        F.bootstrap_ece([np.array([0.5])], [np.array([True, False])])
+
+
 def test_temperature_fit_recovers_scale():
     rng = np.random.default_rng(1)
     z = rng.normal(0, 3, 20000)

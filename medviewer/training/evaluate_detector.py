@@ -344,6 +344,8 @@ def run_detector(
         "dets": dets,
         "conf": np.concatenate(confs) if confs else np.zeros(0),
         "hit": np.concatenate(hits) if hits else np.zeros(0, bool),
+        "conf_by_scan": confs,
+        "hit_by_scan": hits,
         "abnormality": np.array(abn),
         "features": np.array(feats).reshape(-1, 3),
     }
@@ -574,6 +576,7 @@ def evaluate(
         sel = det["conf"] >= 0.05
         ece, table = frocm.expected_calibration_error(det["conf"][sel], det["hit"][sel])
         ece_all, _ = frocm.expected_calibration_error(det["conf"], det["hit"])
+        ece_ci = frocm.bootstrap_ece(det["conf_by_scan"], det["hit_by_scan"], 0.05, n_boot=100 if quick else 300)
         labels = np.array([len(c.diameters_mm) > 0 for c in cases])
         auc = frocm.roc_auc(det["abnormality"], labels)
         all_abn.append(det["abnormality"])
@@ -596,6 +599,7 @@ def evaluate(
             "baseline_log": r_bl.to_json(),
             "cpm_gain_over_baseline": round(r_det.cpm - r_bl.cpm, 4),
             "ece_findings_conf_ge_0.05": round(ece, 4),
+            "ece_95ci_bootstrap": [round(ece_ci[0], 4), round(ece_ci[1], 4)],
             "ece_all_candidates": round(ece_all, 4),
             "n_findings_conf_ge_0.05": int(sel.sum()),
             "reliability": table,
@@ -644,7 +648,8 @@ def evaluate(
     md.append("## Calibration and case level\n")
     for name, s in results["sets"].items():
         md.append(
-            f"- {name}: ECE {s['ece_findings_conf_ge_0.05']:.3f} over {s['n_findings_conf_ge_0.05']} findings with confidence >= 0.05 "
+            f"- {name}: ECE {s['ece_findings_conf_ge_0.05']:.3f} (95% bootstrap CI {s['ece_95ci_bootstrap']}, scans resampled) over "
+            f"{s['n_findings_conf_ge_0.05']} findings with confidence >= 0.05 "
             f"(all candidates: {s['ece_all_candidates']:.3f}); CPM 95% bootstrap CI {s['detector']['cpm_95ci_bootstrap']}; "
             f"case AUC {s['case_auc_abnormality']}"
         )
@@ -694,6 +699,7 @@ def record_metrics_in_card(results: dict[str, Any], folder: Path | None = None, 
             "cpm_95ci_bootstrap": s["detector"].get("cpm_95ci_bootstrap"),
             "baseline_log_cpm": s["baseline_log"]["cpm"],
             "ece": s["ece_findings_conf_ge_0.05"],
+            "ece_95ci_bootstrap": s.get("ece_95ci_bootstrap"),
             "n_findings_conf_ge_0.05": s.get("n_findings_conf_ge_0.05"),
             "case_auc_abnormality": s.get("case_auc_abnormality"),
         }

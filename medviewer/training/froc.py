@@ -172,6 +172,36 @@ def bootstrap_cpm(
     return float(lo), float(hi)
 
 
+def bootstrap_ece(
+    conf_by_scan: Sequence[ArrayLike],
+    hit_by_scan: Sequence[ArrayLike],
+    min_confidence: float = 0.05,
+    n_boot: int = 200,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """95 % bootstrap interval of the ECE of findings with confidence >= ``min_confidence``.
+
+    Scans are resampled with replacement, as in :func:`bootstrap_cpm`: the findings of one
+    scan are not independent (one scan's anatomy raises several false candidates), so
+    resampling single findings would understate the spread.
+    """
+    rng = np.random.default_rng(seed)
+    n = len(conf_by_scan)
+    confs = [np.asarray(c, np.float64).reshape(-1) for c in conf_by_scan]
+    hits = [np.asarray(h, np.float64).reshape(-1) for h in hit_by_scan]
+    if len(hits) != n or any(len(c) != len(h) for c, h in zip(confs, hits)):
+        raise ValueError("one confidence and one hit flag per finding, per scan")
+    vals = []
+    for _ in range(n_boot if n else 0):
+        idx = rng.integers(0, n, n)
+        p = np.concatenate([confs[i] for i in idx])
+        y = np.concatenate([hits[i] for i in idx])
+        keep = p >= min_confidence
+        vals.append(expected_calibration_error(p[keep], y[keep])[0])
+    lo, hi = np.percentile(vals, [2.5, 97.5]) if vals else (0.0, 0.0)
+    return float(lo), float(hi)
+
+
 # --------------------------------------------------------------------------- calibration
 def expected_calibration_error(
     probs: ArrayLike, labels: ArrayLike, n_bins: int = 10
@@ -325,6 +355,7 @@ __all__ = [
     "FrocResult",
     "froc",
     "bootstrap_cpm",
+    "bootstrap_ece",
     "expected_calibration_error",
     "fit_temperature",
     "roc_auc",
