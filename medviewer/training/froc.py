@@ -183,7 +183,9 @@ def bootstrap_ece(
 
     Scans are resampled with replacement, as in :func:`bootstrap_cpm`: the findings of one
     scan are not independent (one scan's anatomy raises several false candidates), so
-    resampling single findings would understate the spread.
+    resampling single findings would understate the spread. The ECE of a small sample is
+    biased upwards (it sums absolute per-bin gaps), so the interval tends to sit above the
+    point estimate; read it as the spread, not as a corrected value.
     """
     rng = np.random.default_rng(seed)
     n = len(conf_by_scan)
