@@ -17,7 +17,7 @@ linear interpolation as in the LUNA16 evaluation script.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,13 +161,13 @@ def bootstrap_cpm(
     truths: Sequence[ScanTruth], dets: Sequence[ScanDetections], n_boot: int = 200, seed: int = 0
 ) -> tuple[float, float]:
     """95 % bootstrap interval of the CPM (scans resampled with replacement)."""
+    return _bootstrap_interval(len(truths), lambda idx: froc([truths[i] for i in idx], [dets[i] for i in idx]).cpm, n_boot, seed)
+
+
+def _bootstrap_interval(n: int, statistic: Callable[[NDArray[np.int64]], float], n_boot: int, seed: int) -> tuple[float, float]:
+    """2.5 and 97.5 percentiles of ``statistic`` over ``n_boot`` resamples (with replacement) of ``n`` scans."""
     rng = np.random.default_rng(seed)
-    n = len(truths)
-    vals = []
-    for _ in range(n_boot):
-        idx = rng.integers(0, n, n)
-        r = froc([truths[i] for i in idx], [dets[i] for i in idx])
-        vals.append(r.cpm)
+    vals = [statistic(rng.integers(0, n, n)) for _ in range(n_boot if n else 0)]
     lo, hi = np.percentile(vals, [2.5, 97.5]) if vals else (0.0, 0.0)
     return float(lo), float(hi)
 
@@ -187,21 +187,18 @@ def bootstrap_ece(
     biased upwards (it sums absolute per-bin gaps), so the interval tends to sit above the
     point estimate; read it as the spread, not as a corrected value.
     """
-    rng = np.random.default_rng(seed)
-    n = len(conf_by_scan)
     confs = [np.asarray(c, np.float64).reshape(-1) for c in conf_by_scan]
     hits = [np.asarray(h, np.float64).reshape(-1) for h in hit_by_scan]
-    if len(hits) != n or any(len(c) != len(h) for c, h in zip(confs, hits)):
+    if len(hits) != len(confs) or any(len(c) != len(h) for c, h in zip(confs, hits)):
         raise ValueError("one confidence and one hit flag per finding, per scan")
-    vals = []
-    for _ in range(n_boot if n else 0):
-        idx = rng.integers(0, n, n)
+
+    def ece(idx: NDArray[np.int64]) -> float:
         p = np.concatenate([confs[i] for i in idx])
         y = np.concatenate([hits[i] for i in idx])
         keep = p >= min_confidence
-        vals.append(expected_calibration_error(p[keep], y[keep])[0])
-    lo, hi = np.percentile(vals, [2.5, 97.5]) if vals else (0.0, 0.0)
-    return float(lo), float(hi)
+        return expected_calibration_error(p[keep], y[keep])[0]
+
+    return _bootstrap_interval(len(confs), ece, n_boot, seed)
 
 
 # --------------------------------------------------------------------------- calibration
