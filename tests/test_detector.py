@@ -254,7 +254,7 @@ def test_train_main_fine_tunes_from_init_weights_on_every_volume_group(tmp_path,
         steps=1, batch_size=1, out=tmp_path / "run", data=tmp_path / "data", init=tmp_path / "models",
         threads=None, device="cpu", seed=0, resume=False, install=False, minutes=None, version="1.3.0-test",
         volumes=["chest=1/1", "kidney=1/0", "host-hu=2/1", "head=1/1"], shape="16x128x128", checkpoint_every=1,
-        note="a test run", texture=0.5, paste=0.5, paste_edge=0.5, ct_noise=0.5, cut=0.5, spatial=0.5,
+        note="a test run", texture=0.5, paste=0.5, paste_edge=0.5, ct_noise=0.5, cut=0.5, spatial=0.5, spatial_scale="0.8:1.6",
         command_line="medviewer train detector --steps 1 --note 'a test run'",
     )
     tiny_bank = np.random.default_rng(0).normal(0.0, 20.0, (2, 12, 128, 128)).astype(np.float32)
@@ -278,6 +278,8 @@ def test_train_main_fine_tunes_from_init_weights_on_every_volume_group(tmp_path,
     assert "simulated CT noise instead of the Gaussian noise in 50% of the crops (a bank of 2 phantom scans" in card["training"]["augmentation"]
     assert "50% of the crops cut straight to -1024 HU padding first" in card["training"]["augmentation"]
     assert "50% of the crops cut from the volume rotated in-plane by up to +-30 degrees" in card["training"]["augmentation"]
+    assert "magnified 0.8-1.6x (log-uniform)" in card["training"]["augmentation"]
+    assert json.loads((tmp_path / "run" / "state.json").read_text())["options"]["spatial_scale"] == "0.8:1.6"  # resumed as started
     assert 0.0 <= card["metrics"]["validation"]["cpm_textured"] <= 1.0  # validation also on textured volumes
 
 
@@ -285,7 +287,9 @@ def test_train_main_fine_tunes_from_init_weights_on_every_volume_group(tmp_path,
     "options, message",
     [({"paste_edge": 0.5}, "needs --paste"), ({"paste": 1.5}, "--paste 1.5"), ({"paste": 0.5, "paste_edge": -0.1}, "--paste-edge"),
      ({"texture": 2.0}, "--texture"), ({"vessels": -1.0}, "--vessels"), ({"ct_noise": 1.5}, "--ct-noise 1.5"),
-     ({"cut": -0.5}, "--cut -0.5"), ({"spatial": 1.2}, "--spatial 1.2")],
+     ({"cut": -0.5}, "--cut -0.5"), ({"spatial": 1.2}, "--spatial 1.2"), ({"spatial_scale": "0.8:1.6"}, "needs --spatial"),
+     ({"spatial": 0.5, "spatial_scale": "1.6:0.8"}, "LO < HI"), ({"spatial": 0.5, "spatial_scale": "0.8:3"}, "HI <= 2"),
+     ({"spatial": 0.5, "spatial_scale": "1.4"}, "expected LO:HI")],
 )
 def test_augmentation_options_are_checked_before_any_data_is_made(tmp_path, options, message):
     import argparse
@@ -726,3 +730,20 @@ def test_sample_batch_with_spatial_augmentation_keeps_heat_peaks_on_lesions_and_
     assert torch.equal(a, b)
     c = sample_batch(vols, np.random.default_rng(8), 2, [], slices=5, crop=64, p_spatial=1.0)[0]
     assert not torch.equal(a, c)
+
+
+def test_spatial_scale_range_sets_the_magnifications_and_leaves_the_default_stream_alone():
+    from medviewer.training.detector_spatial import SCALE, draw_transform, parse_scale_range
+
+    assert parse_scale_range(None) == SCALE
+    assert parse_scale_range("0.8:1.6") == (0.8, 1.6)
+    rng = np.random.default_rng(5)
+    scales = [draw_transform(rng, (1.3, 1.6))[1] for _ in range(200)]
+    assert 1.3 <= min(scales) and max(scales) <= 1.6 and max(scales) - min(scales) > 0.2
+    # the default range draws exactly what recipes before --spatial-scale drew
+    assert draw_transform(np.random.default_rng(9)) == draw_transform(np.random.default_rng(9), SCALE)
+    vols = [body_volume(3)]
+    a = sample_batch(vols, np.random.default_rng(8), 2, [], slices=5, crop=64, p_spatial=1.0)[0]
+    b = sample_batch(vols, np.random.default_rng(8), 2, [], slices=5, crop=64, p_spatial=1.0, spatial_scale=SCALE)[0]
+    c = sample_batch(vols, np.random.default_rng(8), 2, [], slices=5, crop=64, p_spatial=1.0, spatial_scale=(1.5, 1.6))[0]
+    assert torch.equal(a, b) and not torch.equal(a, c)

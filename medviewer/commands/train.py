@@ -158,6 +158,13 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                 "and scaled (0.8-1.25x) about its centre, so poses, sizes and lattice positions vary (default 0)",
             )
             q.add_argument(
+                "--spatial-scale",
+                default=None,
+                metavar="LO:HI",
+                help="magnifications of the --spatial crops, drawn log-uniformly (default 0.8:1.25; e.g. 0.8:1.6 "
+                "also shows the anatomy as a finer inference pass sees it: 1.4x makes the 1.4 mm grid a 1.0 mm one)",
+            )
+            q.add_argument(
                 "--texture",
                 type=float,
                 default=None,

@@ -94,7 +94,7 @@ def load_checkpoint(
 
 
 #: Training options a run keeps across ``--resume`` unless given again (``state.json`` "options").
-RUN_OPTIONS: tuple[str, ...] = ("steps", "batch_size", "minutes", "paste", "paste_edge", "vessels", "texture", "ct_noise", "cut", "spatial", "hard_negative_every")
+RUN_OPTIONS: tuple[str, ...] = ("steps", "batch_size", "minutes", "paste", "paste_edge", "vessels", "texture", "ct_noise", "cut", "spatial", "spatial_scale", "hard_negative_every")
 
 
 def run_options(args: argparse.Namespace) -> dict[str, Any]:

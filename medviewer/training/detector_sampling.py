@@ -19,7 +19,7 @@ from medviewer.ai.detector import CONTEXT, INTERNAL_SPACING, OUTPUT_STRIDE, WIND
 from medviewer.training.detector_augment import add_texture, cut_crop, paste_lesion, paste_vessel
 from medviewer.training.detector_data import TrainVolume
 from medviewer.training.detector_noise import add_ct_noise
-from medviewer.training.detector_spatial import draw_transform, spatial_view
+from medviewer.training.detector_spatial import SCALE, draw_transform, spatial_view
 
 CROP_SLICES = 8
 CROP_SIZE = 112
@@ -106,6 +106,7 @@ def sample_batch(
     ct_noise: NDArray[np.float32] | None = None,
     p_cut: float = 0.0,
     p_spatial: float = 0.0,
+    spatial_scale: tuple[float, float] = SCALE,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Draw a batch of crops (input in the network's HU ``windows``).
 
@@ -124,8 +125,9 @@ def sample_batch(
     an inner mask or a skull strip), so lesions also meet hard edges. With
     probability ``p_spatial`` the crop is cut from the volume rotated and
     scaled in-plane about its centre first
-    (:func:`medviewer.training.detector_spatial.spatial_view`), so every later
-    augmentation and the targets see the transformed anatomy.
+    (:func:`medviewer.training.detector_spatial.spatial_view`; magnifications
+    log-uniform in ``spatial_scale``), so every later augmentation and the
+    targets see the transformed anatomy.
 
     Returns
     -------
@@ -157,7 +159,7 @@ def sample_batch(
             v = vols[vi]
             centre = rng.uniform(0, 1, 3) * np.array(v.hu.shape)
         if p_spatial > 0 and rng.random() < p_spatial:  # no draw when off: old recipes replay
-            angle, scale = draw_transform(rng)
+            angle, scale = draw_transform(rng, spatial_scale)
             v, centre = spatial_view(v, centre, slices, crop, angle, scale)
         zs, hs, ws = v.hu.shape
         k0 = int(np.clip(round(centre[0] - slices / 2), 0, max(0, zs - slices)))

@@ -30,23 +30,45 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from medviewer.ai.detector import CONTEXT
+from medviewer.errors import ModelError
 from medviewer.training.detector_data import TrainVolume
 
 ROTATION_DEG = 30.0
 """In-plane rotations are drawn uniformly in +-this many degrees."""
 SCALE: tuple[float, float] = (0.8, 1.25)
-"""Magnifications are drawn log-uniformly in this range (lesions keep the 5-30 mm the issue names, about)."""
+"""Magnifications are drawn log-uniformly in this range by default (lesions keep the 5-30 mm the issue names,
+about); ``train detector --spatial-scale LO:HI`` widens it, e.g. up to the 1.4x at which the internal 1.4 mm grid
+looks like the 1.0 mm grid of a finer inference pass (:mod:`medviewer.ai.detect_passes`)."""
+SCALE_LIMITS: tuple[float, float] = (0.5, 2.0)
+"""Magnification ranges outside this are refused: the crop would hold too little or too much anatomy."""
 AIR_HU = -1000.0
 """Value outside the training volume (its border is air or padding)."""
 MARGIN_PX = 8
 """Extra pixels around the crop in the resampled slab, so the crop fits however it is rounded."""
 
 
-def draw_transform(rng: np.random.Generator) -> tuple[float, float]:
-    """A random ``(angle in degrees, magnification)``."""
+def draw_transform(rng: np.random.Generator, scale_range: tuple[float, float] = SCALE) -> tuple[float, float]:
+    """A random ``(angle in degrees, magnification)``, the magnification log-uniform in ``scale_range``."""
     angle = float(rng.uniform(-ROTATION_DEG, ROTATION_DEG))
-    scale = float(math.exp(rng.uniform(math.log(SCALE[0]), math.log(SCALE[1]))))
+    scale = float(math.exp(rng.uniform(math.log(scale_range[0]), math.log(scale_range[1]))))
     return angle, scale
+
+
+def parse_scale_range(spec: str | None) -> tuple[float, float]:
+    """``"LO:HI"`` -> ``(lo, hi)`` magnifications (``None``: :data:`SCALE`); a ModelError names a bad spec.
+
+    >>> parse_scale_range("0.8:1.6")
+    (0.8, 1.6)
+    """
+    if spec is None:
+        return SCALE
+    try:
+        lo, hi = (float(v) for v in str(spec).split(":"))
+    except ValueError:
+        raise ModelError(f"--spatial-scale {spec!r}: expected LO:HI magnifications, e.g. 0.8:1.6") from None
+    if not (SCALE_LIMITS[0] <= lo < hi <= SCALE_LIMITS[1]):
+        raise ModelError(f"--spatial-scale {spec!r}: need {SCALE_LIMITS[0]:g} <= LO < HI <= {SCALE_LIMITS[1]:g}")
+    return lo, hi
 
 
 def spatial_view(

@@ -107,7 +107,7 @@ from medviewer.training.detector_data import (
 )
 from medviewer.training.detector_noise import NOISE_SCALE, bank_info, build_noise_bank
 from medviewer.training.detector_sampling import CROP_SIZE, CROP_SLICES, detector_loss, sample_batch
-from medviewer.training.detector_spatial import ROTATION_DEG, SCALE
+from medviewer.training.detector_spatial import ROTATION_DEG, parse_scale_range
 from medviewer.training.hard_edges import PAD_HU
 
 DEFAULT_STEPS = 3000
@@ -389,6 +389,9 @@ def main(args: argparse.Namespace) -> int:
     data = Path(args.data) if getattr(args, "data", None) else cache_dir() / "detector_data"
     groups = volume_groups(getattr(args, "volumes", None))
     p_paste, p_paste_edge, p_vessel, p_texture, p_ct_noise, p_cut, p_spatial = augmentation_shares(args)  # checked before any data is made
+    spatial_scale = parse_scale_range(getattr(args, "spatial_scale", None))
+    if getattr(args, "spatial_scale", None) is not None and not p_spatial:
+        raise ModelError("--spatial-scale sets the magnifications of the rotated and scaled crops: it needs --spatial")
     n_train, n_val = groups["chest"]
     shape = parse_shape(getattr(args, "shape", None) or TRAIN_SHAPE)
     version = str(getattr(args, "version", None) or MODEL_VERSION)
@@ -495,7 +498,7 @@ def main(args: argparse.Namespace) -> int:
                 g["lr"] = lr_at(step)
             x, *targets = sample_batch(train, rng, batch, hard, windows=model.windows, p_paste=p_paste, p_vessel=p_vessel, p_texture=p_texture,
                                      p_paste_edge=p_paste_edge, p_ct_noise=p_ct_noise, ct_noise=ct_noise, p_cut=p_cut,
-                                     p_spatial=p_spatial)
+                                     p_spatial=p_spatial, spatial_scale=spatial_scale)
             loss, parts = detector_loss(*model(x.to(device)), *(t.to(device) for t in targets))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -564,7 +567,7 @@ def main(args: argparse.Namespace) -> int:
         "hard_negative_mining": f"every {hn_every} steps, false-positive candidates on 2 training volumes are added to a pool; 20% of crops are centred on it",
         "augmentation": "Gaussian noise (SD 2-30 HU, p=0.5), HU scale 0.97-1.03 and offset +-15 HU, left-right flip"
         + (f"; {p_spatial:.0%} of the crops cut from the volume rotated in-plane by up to +-{ROTATION_DEG:g} degrees and "
-           f"magnified {SCALE[0]:g}-{SCALE[1]:g}x about their centre first (bilinear; lesion centres and diameters follow)"
+           f"magnified {spatial_scale[0]:g}-{spatial_scale[1]:g}x (log-uniform) about their centre first (bilinear; lesion centres and diameters follow)"
            if p_spatial else "")
         + (f"; {p_cut:.0%} of the crops cut straight to {PAD_HU:g} HU padding first (a field-of-view circle through the body, "
            "a mask 4-20 mm inside its outline or the largest soft-tissue region as skull-stripping leaves a brain; the same cut "
