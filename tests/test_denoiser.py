@@ -91,6 +91,27 @@ def test_generator_loss_parts():
     assert float(loss2) > float(loss)
 
 
+def test_ssim_loss_is_the_evaluation_ssim_and_differentiable():
+    from medviewer.ai.denoiser import ssim_hu_torch, ssim_loss
+    from medviewer.training.metrics import ssim_hu
+
+    rng = np.random.default_rng(4)
+    ref = np.cumsum(rng.normal(0, 40, (48, 40)), axis=1).astype(np.float32) - 300.0  # structure, some of it past the clip
+    ref[:, :6] = -1200.0
+    test = ref + rng.normal(0, 25, ref.shape).astype(np.float32)
+    t = lambda a: torch.from_numpy(a)[None, None]  # noqa: E731
+    assert float(ssim_hu_torch(t(test), t(ref))) == pytest.approx(ssim_hu(ref, test), abs=1e-5)
+    assert float(ssim_loss(t(ref), t(ref))) == pytest.approx(0.0, abs=1e-6)
+    pred = t(test).clone().requires_grad_(True)
+    ssim_loss(pred, t(ref)).backward()
+    assert pred.grad is not None and float(pred.grad.abs().sum()) > 0
+    _, parts = generator_loss(t(test), t(ref), LossWeights())
+    assert "ssim" not in parts  # off by default: earlier recipes replay
+    loss, parts = generator_loss(t(test), t(ref), LossWeights(ssim=0.5))
+    assert parts["ssim"] == pytest.approx(1.0 - ssim_hu(ref, test), abs=1e-5)
+    assert float(loss) == pytest.approx(parts["pixel"] + 0.5 * parts["gradient"] + 0.5 * parts["ssim"], rel=1e-5)
+
+
 def test_rmse_pixel_loss_weighs_large_errors_more():
     t = torch.zeros(1, 1, 10, 10)
     p = t.clone()
@@ -282,7 +303,7 @@ def test_train_main_resume_keeps_the_runs_recipe(tmp_path, monkeypatch):
     common = dict(out=run, device="cpu", batch_size=None, threads=None, data=tmp_path / "d", install=False, note=None,
                   phantoms=None, head_phantoms=None, slices_per_phantom=None, minutes=None)
     assert td.main(argparse.Namespace(steps=2, resume=False, seed=3, air_patches=0.25, target="full", version="9.1-test",
-                                      psf_mm=[0.1, 0.4], cut=0.3, pixel_loss="rmse", gradient_weight=0.1,
+                                      psf_mm=[0.1, 0.4], cut=0.3, pixel_loss="rmse", gradient_weight=0.1, ssim_weight=0.5,
                                       **common)) == 0
     # resumed with a larger step cap only: seed, air share, target and version stay the run's
     assert td.main(argparse.Namespace(steps=3, resume=True, seed=0, **common)) == 0
@@ -297,6 +318,7 @@ def test_train_main_resume_keeps_the_runs_recipe(tmp_path, monkeypatch):
     assert "taken wherever they fall" in card["training"]["patch_sampling"] and card["training"]["steps"] == 3
     assert card["loss"]["why"].startswith("RMSE pixel loss") and card["loss"]["weights"]["pixel_norm"] == "rmse"
     assert card["loss"]["weights"]["gradient"] == 0.1 and "(weight 0.1)" in card["loss"]["why"]
+    assert config["loss"]["ssim"] == 0.5 and "1 - SSIM computed as the evaluation scores it (weight 0.5)" in card["loss"]["why"]
 
 
 SHIPPED = models_dir() / "denoiser.safetensors"

@@ -202,6 +202,10 @@ class LossWeights:
     or ``"rmse"`` (root mean squared error, whose optimum is the one of PSNR and
     which weighs large errors, as at bone and air edges, more than L1 does; its
     value is in the same HU/1000 units as L1, so the weights keep their meaning).
+
+    ``ssim`` weighs ``1 - SSIM`` (:func:`ssim_loss`), the structural similarity
+    the evaluation scores, computed the same way (HU clipped to [-1000, 1000],
+    data range 2000, 7 x 7 windows); 0, the default, leaves it out.
     """
 
     pixel: float = 1.0
@@ -209,6 +213,7 @@ class LossWeights:
     adversarial: float = 0.001
     gan_start: float = 0.6
     pixel_norm: str = "l1"
+    ssim: float = 0.0
 
     def __post_init__(self) -> None:
         if self.pixel_norm not in PIXEL_NORMS:
@@ -237,6 +242,38 @@ def gradient_loss(pred_hu: Tensor, target_hu: Tensor) -> Tensor:
     pgx, pgy = image_gradients(pred_hu / HU_SCALE)
     tgx, tgy = image_gradients(target_hu / HU_SCALE)
     return F.l1_loss(pgx, tgx) + F.l1_loss(pgy, tgy)
+
+
+SSIM_WINDOW = 7
+"""Side of the SSIM windows: scikit-image's default, which :func:`medviewer.training.metrics.ssim_hu` scores with."""
+
+
+def ssim_hu_torch(pred_hu: Tensor, target_hu: Tensor) -> Tensor:
+    """Mean SSIM of ``(N, 1, H, W)`` HU images, differentiable, as the evaluation computes it.
+
+    It follows :func:`skimage.metrics.structural_similarity` with the
+    arguments :func:`medviewer.training.metrics.ssim_hu` uses: HU clipped to
+    [-1000, 1000], data range 2000, uniform 7 x 7 windows with the sample
+    covariance, K1 = 0.01, K2 = 0.03, and the mean taken over the windows that
+    lie inside the image (scikit-image crops the border the same way).
+    """
+    x = torch.clamp(pred_hu / HU_SCALE, -1.0, 1.0)
+    y = torch.clamp(target_hu / HU_SCALE, -1.0, 1.0)
+    w = SSIM_WINDOW
+    n = w * w
+    cov = n / (n - 1.0)
+    ux, uy = F.avg_pool2d(x, w, 1), F.avg_pool2d(y, w, 1)
+    vx = cov * (F.avg_pool2d(x * x, w, 1) - ux * ux)
+    vy = cov * (F.avg_pool2d(y * y, w, 1) - uy * uy)
+    vxy = cov * (F.avg_pool2d(x * y, w, 1) - ux * uy)
+    c1, c2 = (0.01 * 2.0) ** 2, (0.03 * 2.0) ** 2  # data range 2000 HU = 2.0 in HU_SCALE units
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))
+    return s.mean()
+
+
+def ssim_loss(pred_hu: Tensor, target_hu: Tensor) -> Tensor:
+    """``1 - SSIM`` (:func:`ssim_hu_torch`): 0 for a perfect prediction."""
+    return 1.0 - ssim_hu_torch(pred_hu, target_hu)
 
 
 def lsgan_generator_loss(fake_scores: Tensor) -> Tensor:
@@ -269,6 +306,10 @@ def generator_loss(
     lg = gradient_loss(pred_hu, target_hu)
     total = weights.pixel * lp + weights.gradient * lg
     parts = {"pixel": float(lp.detach()), "gradient": float(lg.detach())}
+    if weights.ssim > 0:
+        ls = ssim_loss(pred_hu, target_hu)
+        total = total + weights.ssim * ls
+        parts["ssim"] = float(ls.detach())
     if fake_scores is not None:
         la = lsgan_generator_loss(fake_scores)
         total = total + weights.adversarial * la
@@ -307,6 +348,8 @@ __all__ = [
     "PIXEL_NORMS",
     "pixel_loss",
     "gradient_loss",
+    "ssim_hu_torch",
+    "ssim_loss",
     "lsgan_generator_loss",
     "lsgan_discriminator_loss",
     "generator_loss",

@@ -86,6 +86,12 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                 "lower trades edge sharpness for PSNR, whose optimum is the pixel term's",
             )
             q.add_argument(
+                "--ssim-weight",
+                type=float,
+                default=None,
+                help="weight of a structural term, 1 - SSIM as the evaluation computes it (default 0: off)",
+            )
+            q.add_argument(
                 "--target",
                 choices=("clean", "full"),
                 default=None,

@@ -651,6 +651,12 @@ def build_card(
                 f"{w.adversarial}, only after the first {int(w.gan_start * 100)} % of steps once the "
                 f"generator denoises) is kept small (measured share of the generator loss: {adv_share}) so "
                 "it sharpens texture without trading fidelity or inventing structure."
+                + (
+                    f" A structural term, 1 - SSIM computed as the evaluation scores it (weight {w.ssim}), rewards "
+                    "keeping local contrast and structure, which a pixel loss trades for a lower mean error."
+                    if w.ssim > 0
+                    else ""
+                )
             ),
         },
         "metrics": metrics or {},
@@ -933,6 +939,11 @@ def main(args: argparse.Namespace) -> int:
         if not 0.0 <= float(grad_w) <= 5.0:
             raise ModelError(f"--gradient-weight {grad_w}: choose a weight between 0 and 5")
         cfg.loss = replace(cfg.loss, gradient=float(grad_w))
+    ssim_w = getattr(args, "ssim_weight", None)
+    if ssim_w is not None:
+        if not 0.0 <= float(ssim_w) <= 5.0:
+            raise ModelError(f"--ssim-weight {ssim_w}: choose a weight between 0 and 5")
+        cfg.loss = replace(cfg.loss, ssim=float(ssim_w))
     cut = getattr(args, "cut", None)
     if cut is not None:
         if not 0.0 <= float(cut) <= 1.0:
