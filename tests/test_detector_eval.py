@@ -96,3 +96,20 @@ def test_noise_robustness_adds_ct_noise_and_white_noise_of_the_same_sd(tmp_path)
     res = noise_robustness(cases, fake_detector, "cpu", None, 0.9, cache=tmp_path)
     assert [r["noise"] for r in res["rows"]] == ["CT noise", "white noise"] and res["noise_free_cpm"] == 0.9
     assert "| CT noise |" in "\n".join(robustness_markdown(res))
+
+
+def test_selection_scores_a_detector_folder_on_its_own_seeds_and_leaves_the_test_volumes_alone(tmp_path, monkeypatch):
+    import argparse
+
+    import medviewer.training.detector_selection as sel
+
+    cases = sel.selection_cases(2, (24, 128, 128), (2.5, 1.4, 1.4), cache=tmp_path / "cache")
+    assert [c.name.split("-")[1] for c in cases] == ["2000000", "2000001"]  # apart from the test phantoms' 1,000,000+
+    monkeypatch.setattr(sel, "selection_cases", lambda n=20, **kw: cases)
+    args = argparse.Namespace(out=tmp_path / "out", device="cpu", weights=None, selection=True, quick=False, seed=0)
+    assert ev.main(args) == 0
+    res = json.loads((tmp_path / "out" / "selection.json").read_text())
+    assert 0.0 <= res["cpm"] <= 1.0 and set(res["sensitivity_at_fp"]) == {"0.125", "0.25", "0.5", "1.0", "2.0", "4.0", "8.0"}
+    assert res["n_volumes"] == 2 and res["n_lesions"] == sum(len(c.diameters_mm) for c in cases) > 0
+    assert "seeds 2000000..2000019" in res["set"]
+    assert not (tmp_path / "out" / "results.md").exists()  # the test volumes were not run

@@ -16,6 +16,13 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         q.add_argument("--device", default="auto", help="auto, cpu or cuda")
         q.add_argument("--seed", type=int, default=1000, help="seed of the held-out phantoms")
         q.add_argument("--weights", type=Path, default=None, help="models folder (default: resources/models)")
+        if name == "detector":
+            q.add_argument(
+                "--selection",
+                action="store_true",
+                help="score only the native-resolution selection phantoms (20 at 0.7 mm, seeds 2,000,000+), where "
+                "candidates are chosen apart from the test volumes; writes OUT/selection.json",
+            )
         q.set_defaults(func=_run)
 
 

@@ -720,6 +720,12 @@ def main(args: argparse.Namespace) -> int:
     """Entry point of ``medviewer evaluate detector``."""
     device = str(resolve_device(getattr(args, "device", "auto")))
     out = Path(args.out)
+    if getattr(args, "selection", False):
+        from medviewer.training.detector_selection import main_selection
+
+        sel = main_selection(out, getattr(args, "weights", None), device, console_progress("selection "))
+        print(json.dumps(sel, indent=2))
+        return 0
     res = evaluate(out, bool(getattr(args, "quick", False)), device, int(getattr(args, "seed", 0) or 0) % 1000, getattr(args, "weights", None), console_progress("evaluate "))
     print((out / "results.md").read_text(encoding="utf-8"))
     return 0 if res else 1
