@@ -133,19 +133,28 @@ def run_config(run: Path) -> dict[str, Any]:
     return cfg
 
 
+def parse_range(spec: str, option: str, what: str, example: str, limits: tuple[float, float], unit: str = "") -> tuple[float, float]:
+    """An option's ``"LO:HI"`` -> ``(lo, hi)`` with ``limits[0] <= lo < hi <= limits[1]``; a ModelError names a bad spec.
+
+    >>> parse_range("0.8:1.6", "--spatial-scale", "magnifications", "0.8:1.6", (0.5, 2.0))
+    (0.8, 1.6)
+    """
+    try:
+        lo, hi = (float(v) for v in str(spec).split(":"))
+    except ValueError:
+        raise ModelError(f"{option} {spec!r}: expected LO:HI {what}, e.g. {example}") from None
+    if not (limits[0] <= lo < hi <= limits[1]):
+        raise ModelError(f"{option} {spec!r}: need {limits[0]:g} <= LO < HI <= {limits[1]:g}{unit}")
+    return lo, hi
+
+
 def parse_window(spec: str) -> tuple[float, float]:
     """``"LO:HI"`` (HU) -> ``(lo, hi)``; a ModelError names a bad spec.
 
     >>> parse_window("-20:100")
     (-20.0, 100.0)
     """
-    try:
-        lo, hi = (float(v) for v in str(spec).split(":"))
-    except ValueError:
-        raise ModelError(f"--window {spec!r}: expected LO:HI in HU, e.g. -20:100") from None
-    if not (hi > lo and -1100.0 <= lo and hi <= 3100.0):
-        raise ModelError(f"--window {spec!r}: need -1100 <= LO < HI <= 3100 HU")
-    return lo, hi
+    return parse_range(spec, "--window", "in HU", "-20:100", (-1100.0, 3100.0), " HU")
 
 
 def grown_config(

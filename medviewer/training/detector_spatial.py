@@ -30,7 +30,7 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from medviewer.ai.detector import CONTEXT
-from medviewer.errors import ModelError
+from medviewer.training.detector_checkpoint import parse_range
 from medviewer.training.detector_data import TrainVolume
 
 ROTATION_DEG = 30.0
@@ -62,13 +62,7 @@ def parse_scale_range(spec: str | None) -> tuple[float, float]:
     """
     if spec is None:
         return SCALE
-    try:
-        lo, hi = (float(v) for v in str(spec).split(":"))
-    except ValueError:
-        raise ModelError(f"--spatial-scale {spec!r}: expected LO:HI magnifications, e.g. 0.8:1.6") from None
-    if not (SCALE_LIMITS[0] <= lo < hi <= SCALE_LIMITS[1]):
-        raise ModelError(f"--spatial-scale {spec!r}: need {SCALE_LIMITS[0]:g} <= LO < HI <= {SCALE_LIMITS[1]:g}")
-    return lo, hi
+    return parse_range(spec, "--spatial-scale", "magnifications", "0.8:1.6", SCALE_LIMITS)
 
 
 def spatial_view(
