@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from medviewer.ai import detect
+from medviewer.ai.detect_passes import inference_passes
 from medviewer.ai.weights import weights_path
 
 
@@ -32,7 +33,5 @@ def test_flip_tta_averages_the_mirrored_pass(shipped):
     seg_n, _, _ = detect.predict_maps_tta(model, hu, "cpu", flip_tta=False)
     np.testing.assert_array_equal(seg_n, seg_a)
     # the shipped card names its passes, and its flip_tta flag (kept for older readers) says whether one is mirrored
-    from medviewer.ai.detect_passes import inference_passes
-
     passes = inference_passes(card)
     assert passes and card["inference"]["flip_tta"] is any(p.flip for p in passes)
