@@ -108,7 +108,12 @@ def test_bm3d_baseline_uses_the_noise_power_spectrum():
     assert psd[(f > 0.05) & (f < 0.2)].mean() > 10 * psd[(f > 0.4) & (f < 0.5)].mean()
     out, ms, params = ev.run_bm3d(low, case.reference, psd)
     assert out.shape == low.shape and np.isfinite(out).all() and ms > 0
-    assert params["psd_factor"] in ev.BM3D_PSD_FACTORS
+    # the oracle factor is bracketed: its neighbours a sqrt(2) step away score lower, or lie outside the range
+    k, tried = params["psd_factor"], {float(f): v for f, v in params["psnr_by_factor"].items()}
+    assert ev.BM3D_PSD_FACTOR_RANGE[0] <= k <= ev.BM3D_PSD_FACTOR_RANGE[1] and tried[k] == max(tried.values())
+    for nb in (k * 2**0.5, k / 2**0.5):
+        near = [v for f, v in tried.items() if abs(f / nb - 1) < 1e-3]
+        assert near and near[0] < tried[k] or not ev.BM3D_PSD_FACTOR_RANGE[0] <= nb <= ev.BM3D_PSD_FACTOR_RANGE[1]
     assert psnr_hu(case.reference, out) > psnr_hu(case.reference, low) + 1.0
     # a white-noise BM3D of the same SD (the earlier baseline) does worse on this correlated noise
     white = np.full(psd.shape, sd_true**2 * psd.size)

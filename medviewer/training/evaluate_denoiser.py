@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import tempfile
 import time
@@ -67,8 +68,9 @@ METHODS = ("noisy", "gaussian", "nlm", "bm3d", "ai")
 NLM_SETTINGS = {"fast_mode": True, "patch_size": 5, "patch_distance": 6}
 NLM_H_FACTORS = (0.6, 0.8, 1.0, 1.2, 1.5, 2.0)
 GAUSS_SIGMAS = (0.5, 0.75, 1.0, 1.5, 2.0)
-BM3D_PSD_FACTORS = (0.5, 0.7, 1.0, 1.4, 2.0)
-"""Factors on BM3D's noise power spectrum, tuned per case (oracle) as NLM's ``h`` is."""
+BM3D_PSD_FACTOR_RANGE = (0.125, 8.0)
+"""Factors on BM3D's noise power spectrum tried per case (oracle, as NLM's ``h``): from 1 in steps of
+sqrt(2) towards the better side until PSNR falls, so the best one is bracketed, within this range."""
 BM3D_PSD_DRAWS = 4
 """Independent simulator draws (other seeds than the scored input's) that estimate the noise power spectrum."""
 HELD_OUT_SEED_BASE = 1_000_000
@@ -175,7 +177,7 @@ def _method_version(method: str) -> str:
     settings = {
         "gaussian": GAUSS_SIGMAS,
         "nlm": (NLM_H_FACTORS, sorted(NLM_SETTINGS.items())),
-        "bm3d": ("bm3d-v2", "sigma_psd=power spectrum of the simulated added noise in the body", BM3D_PSD_DRAWS, BM3D_PSD_FACTORS),
+        "bm3d": ("bm3d-v2", "sigma_psd=power spectrum of the simulated added noise in the body", BM3D_PSD_DRAWS, BM3D_PSD_FACTOR_RANGE, "walk"),
     }[method]
     return hashlib.sha256(repr(settings).encode()).hexdigest()[:8]
 
@@ -340,18 +342,32 @@ def run_bm3d(
     """BM3D (``bm3d`` package) for correlated noise: ``sigma_psd`` = ``k x psd``, k tuned (oracle).
 
     ``psd`` is the noise power spectrum in HU² (:func:`noise_power_spectrum`);
-    BM3D runs on a 0..1 scale (HU + 1024) / 4096.
+    BM3D runs on a 0..1 scale (HU + 1024) / 4096. ``k`` walks from 1 in steps
+    of sqrt(2) towards the better side until PSNR against ``ref`` falls (within
+    :data:`BM3D_PSD_FACTOR_RANGE`); the params list every factor tried.
     """
     lo, scale = -1024.0, 4096.0
     z = (np.asarray(low, np.float64) - lo) / scale
-    best_k, best_p, best_out, best_ms = BM3D_PSD_FACTORS[0], -np.inf, low, 0.0
-    for k in BM3D_PSD_FACTORS:
-        out, ms = _timed(lambda: _bm3d_call(z, psd * (k / scale**2)) * scale + lo)  # noqa: B023
-        p = psnr_hu(ref, out)
-        if p > best_p:
-            best_k, best_p, best_out, best_ms = k, p, out, ms
+    tried: dict[float, tuple[float, NDArray[np.float32], float]] = {}
+
+    def score(k: float) -> float:
+        if k not in tried:
+            out, ms = _timed(lambda: _bm3d_call(z, psd * (k / scale**2)) * scale + lo)
+            tried[k] = (psnr_hu(ref, out), out, ms)
+        return tried[k][0]
+
+    step = math.sqrt(2.0)
+    k_lo, k_hi = BM3D_PSD_FACTOR_RANGE
+    k = 1.0
+    for direction in (step, 1.0 / step):
+        while k_lo <= round(k * direction, 6) <= k_hi and score(round(k * direction, 6)) > score(k):
+            k = round(k * direction, 6)
+        if k != 1.0:  # the first direction improved: the best is bracketed on that side
+            break
+    p, out, ms = tried[k]
     sd = float(np.sqrt(psd.mean() / psd.size))
-    return best_out, best_ms, {"psd_factor": best_k, "noise_sd_from_psd_hu": round(sd, 2), "psd_draws": BM3D_PSD_DRAWS}
+    return out, ms, {"psd_factor": k, "psnr_by_factor": {f"{f:g}": round(v[0], 3) for f, v in sorted(tried.items())},
+                     "noise_sd_from_psd_hu": round(sd, 2), "psd_draws": BM3D_PSD_DRAWS}
 
 
 def run_ai(
