@@ -468,3 +468,24 @@ def test_psf_option_is_checked(tmp_path):
     )
     with pytest.raises(ModelError, match="--psf-mm 0.4 0.1"):
         td.main(args)
+
+
+def test_dead_leaves_pairs_build_and_stay_in_ct_range(tmp_path):
+    """Dead-leaves slices (a generic image prior) go through the same low-dose simulator as phantoms."""
+    from medviewer.training.dead_leaves import dead_leaves_slice
+    from medviewer.training.datasets import build_denoising_pairs
+
+    img = dead_leaves_slice(np.random.default_rng(3), 96, 2.0, psf_mm=0.0)
+    inside = img > -900
+    assert 0.1 < inside.mean() < 0.7 and img.min() >= -1000.0 and img.max() <= 1400.0
+    # many leaves: plenty of distinct values inside the body, with faint soft-tissue edges among them
+    vals = np.unique(img[inside])
+    assert len(vals) > 30 and ((vals > 10) & (vals < 80)).sum() > 10
+    again = dead_leaves_slice(np.random.default_rng(3), 96, 2.0, psf_mm=0.0)
+    np.testing.assert_array_equal(img, again)  # seeded
+    pairs = build_denoising_pairs(tmp_path, 1, slices_per_phantom=2, size=64, spacing=(2.5, 3.0), workers=1, region="leaves")
+    full, low, dose = pairs[0]
+    assert full.shape == low.shape == (64, 64) and 0.1 <= dose <= 0.5
+    assert np.abs(low - full)[full > -900].mean() > 1.0  # simulated noise on the leaves
+    with pytest.raises(ValueError, match="region"):
+        build_denoising_pairs(tmp_path, 1, slices_per_phantom=2, size=64, spacing=(2.5, 3.0), workers=1, region="feet")

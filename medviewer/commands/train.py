@@ -42,6 +42,13 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
             q.add_argument("--head-phantoms", type=int, default=None, help="head phantoms per head pixel size (default 12; 0: none)")
             q.add_argument("--slices-per-phantom", type=int, default=None, help="training slices per phantom (default 8)")
             q.add_argument(
+                "--leaves",
+                type=int,
+                default=None,
+                help="sets of dead-leaves slices per body pixel size (random occluding shapes with CT values, a "
+                "generic image prior; default 0)",
+            )
+            q.add_argument(
                 "--refine",
                 type=int,
                 default=None,

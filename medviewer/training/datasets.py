@@ -41,6 +41,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -237,7 +238,13 @@ def _denoise_job(root: str, pseed: int, slices: int, size: int, pixel_mm: float,
     if psf_mm is not None:
         psf_rng = np.random.default_rng(np.random.SeedSequence([pseed, 2025]))  # apart from the dose draws
         psf = float(math.exp(psf_rng.uniform(math.log(psf_mm[0]), math.log(psf_mm[1]))))
-    if region == "head":
+    if region == "leaves":  # dead-leaves slices (a generic image prior), not a phantom
+        from medviewer.training.dead_leaves import dead_leaves_slice
+
+        leaves_rng = np.random.default_rng(np.random.SeedSequence([pseed, 2027]))
+        voxels = np.stack([dead_leaves_slice(leaves_rng, size, pixel_mm, psf) for _ in range(slices)])
+        ph = SimpleNamespace(volume=SimpleNamespace(voxels=voxels), contrast=False, lesions=[])
+    elif region == "head":
         from medviewer.training.phantom_head import HEAD_Z_RANGE_MM
 
         lo_z, hi_z = HEAD_Z_RANGE_MM
@@ -328,9 +335,11 @@ def build_denoising_pairs(
     full_dose_noise : bool
         True: ``full`` carries realistic full-dose noise (paired with the low
         dose by binomial thinning). False: ``full`` is the noise-free phantom.
-    region : {"body", "head"}
-        Chest/abdomen phantoms (slices over :data:`Z_SPAN_MM`) or head phantoms
-        (slices over :data:`medviewer.training.phantom_head.HEAD_Z_RANGE_MM`).
+    region : {"body", "head", "leaves"}
+        Chest/abdomen phantoms (slices over :data:`Z_SPAN_MM`), head phantoms
+        (slices over :data:`medviewer.training.phantom_head.HEAD_Z_RANGE_MM`) or
+        dead-leaves slices (:mod:`medviewer.training.dead_leaves`; a generic
+        image prior, no anatomy).
     psf_mm : (float, float), optional
         Range of the phantoms' in-plane scanner blur (Gaussian sigma, mm), one
         value per phantom drawn log-uniformly; default every phantom at
@@ -366,6 +375,8 @@ def build_denoising_pairs(
         raise ValueError(f"spacing must be positive, got {spacing}")
     params = {"slices_per_phantom": int(slices_per_phantom), "doses": [float(doses[0]), float(doses[1])], "size": int(size),
               "thickness": thickness, "pixel_mm": pixel, "full_dose_noise": bool(full_dose_noise)}
+    if region not in ("body", "head", "leaves"):
+        raise ValueError(f"region must be body, head or leaves, got {region!r}")
     if region != "body":  # body sets keep their cache folder names
         params["region"] = str(region)
     psf: tuple[float, float] | None = None
