@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import os
 import tempfile
 import time
@@ -356,14 +355,17 @@ def run_bm3d(
             tried[k] = (psnr_hu(ref, out), out, ms)
         return tried[k][0]
 
-    step = math.sqrt(2.0)
+    def factor(e: int) -> float:  # sqrt(2) ** e, exactly 2 ** (e / 2)
+        return round(2.0 ** (e / 2), 6)
+
     k_lo, k_hi = BM3D_PSD_FACTOR_RANGE
-    k = 1.0
-    for direction in (step, 1.0 / step):
-        while k_lo <= round(k * direction, 6) <= k_hi and score(round(k * direction, 6)) > score(k):
-            k = round(k * direction, 6)
-        if k != 1.0:  # the first direction improved: the best is bracketed on that side
+    e = 0
+    for direction in (1, -1):
+        while k_lo <= factor(e + direction) <= k_hi and score(factor(e + direction)) > score(factor(e)):
+            e += direction
+        if e != 0:  # the first direction improved: the best is bracketed on that side
             break
+    k = factor(e)
     p, out, ms = tried[k]
     sd = float(np.sqrt(psd.mean() / psd.size))
     return out, ms, {"psd_factor": k, "psnr_by_factor": {f"{f:g}": round(v[0], 3) for f, v in sorted(tried.items())},
