@@ -17,8 +17,8 @@ patches, search distance 6; ``h`` tuned per case as a multiple of the true
 noise SD, which is also passed as ``sigma``), BM3D (``bm3d`` package, given
 the noise power spectrum of the simulated added noise, as that package is
 meant for correlated noise, scaled by a factor tuned per case) and the AI
-denoiser. The baselines get oracle tuning; the AI model gets none. PSNR and SSIM use HU clipped to
-[-1000, 1000] and a data range of 2000 HU. Timings are wall-clock ms per
+denoiser. The baselines get oracle tuning; the AI model gets none. PSNR and
+SSIM use HU clipped to [-1000, 1000] and a data range of 2000 HU. Timings are wall-clock ms per
 slice with the threads torch / numpy have in this process.
 
 The low-dose inputs and the classical filters' outputs are cached in
@@ -366,7 +366,7 @@ def run_bm3d(
         if e != 0:  # the first direction improved: the best is bracketed on that side
             break
     k = factor(e)
-    p, out, ms = tried[k]
+    _, out, ms = tried[k]
     sd = float(np.sqrt(psd.mean() / psd.size))
     return out, ms, {"psd_factor": k, "psnr_by_factor": {f"{f:g}": round(v[0], 3) for f, v in sorted(tried.items())},
                      "noise_sd_from_psd_hu": round(sd, 2), "psd_draws": BM3D_PSD_DRAWS}
