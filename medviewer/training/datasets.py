@@ -243,7 +243,7 @@ def _denoise_job(root: str, pseed: int, slices: int, size: int, pixel_mm: float,
 
         leaves_rng = np.random.default_rng(np.random.SeedSequence([pseed, 2027]))
         voxels = np.stack([dead_leaves_slice(leaves_rng, size, pixel_mm, psf) for _ in range(slices)])
-        ph = SimpleNamespace(volume=SimpleNamespace(voxels=voxels), contrast=False, lesions=[])
+        ph: Any = SimpleNamespace(volume=SimpleNamespace(voxels=voxels), contrast=False, lesions=[])  # a phantom's fields
     elif region == "head":
         from medviewer.training.phantom_head import HEAD_Z_RANGE_MM
 
