@@ -5,8 +5,9 @@ power law (``p(r) ~ r^-3``), which makes it scale invariant: edges of every
 length and contrast, at every scale, as in real images. Denoisers trained on
 such images alone come close to those trained on natural photographs
 (Achddou, Gousseau, Ladjal, "Synthetic images as a regularity prior for image
-restoration neural networks", SSVM 2021), where a denoiser trained on one
-family of smooth, model-made scenes learns that family's shapes.
+restoration neural networks", SSVM 2021). A denoiser trained only on one
+family of smooth, model-made scenes (the phantoms) can learn that family's
+shapes rather than what separates structure from noise in general.
 
 Here the leaves are ellipses with CT values (soft tissue, fat, fluid, bone,
 air, enhanced vessels) inside a body outline surrounded by air, blurred by the

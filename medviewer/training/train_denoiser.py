@@ -716,7 +716,7 @@ def load_training_pairs(
     if (cache / "dataset.json").is_file():  # an existing dataset folder: reuse it exactly
         sets = [_open_dataset_folder(cache, cfg)]
     else:
-        # seed blocks: one per chest/abdomen pixel size, then one per head pixel size
+        # seed blocks: one per chest/abdomen pixel size, then one per head pixel size, then dead leaves per body pixel size
         blocks = [("body", px, cfg.n_phantoms) for px in cfg.pixel_sizes]
         blocks += [("head", px, cfg.n_head_phantoms) for px in cfg.head_pixel_sizes if cfg.n_head_phantoms > 0]
         blocks += [("leaves", px, cfg.n_leaves) for px in cfg.pixel_sizes if cfg.n_leaves > 0]
