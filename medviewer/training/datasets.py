@@ -41,7 +41,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -242,8 +241,8 @@ def _denoise_job(root: str, pseed: int, slices: int, size: int, pixel_mm: float,
         from medviewer.training.dead_leaves import dead_leaves_slice
 
         leaves_rng = np.random.default_rng(np.random.SeedSequence([pseed, 2027]))
-        voxels = np.stack([dead_leaves_slice(leaves_rng, size, pixel_mm, psf) for _ in range(slices)])
-        ph: Any = SimpleNamespace(volume=SimpleNamespace(voxels=voxels), contrast=False, lesions=[])  # a phantom's fields
+        clean = np.stack([dead_leaves_slice(leaves_rng, size, pixel_mm, psf) for _ in range(slices)])
+        contrast, lesions = False, []
     elif region == "head":
         from medviewer.training.phantom_head import HEAD_Z_RANGE_MM
 
@@ -251,14 +250,15 @@ def _denoise_job(root: str, pseed: int, slices: int, size: int, pixel_mm: float,
         dz = max(thickness, (hi_z - lo_z) / slices)
         ph = make_phantom(pseed, shape=(slices, size, size), spacing=(dz, pixel_mm, pixel_mm), slice_thickness=thickness,
                           cancel=cancel, region="head", z_center_mm=(lo_z + hi_z) / 2.0, psf_mm=psf)
+        clean, contrast, lesions = ph.volume.voxels, ph.contrast, [les.to_dict() for les in ph.lesions]
     else:
         dz = max(thickness, Z_SPAN_MM / slices)
         ph = make_phantom(pseed, shape=(slices, size, size), spacing=(dz, pixel_mm, pixel_mm), slice_thickness=thickness,
                           cancel=cancel, psf_mm=psf)
+        clean, contrast, lesions = ph.volume.voxels, ph.contrast, [les.to_dict() for les in ph.lesions]
     rng = np.random.default_rng(np.random.SeedSequence([pseed, 2024]))
     from medviewer.training.lowdose import simulate_dose_pair, simulate_low_dose
 
-    clean = ph.volume.voxels
     cuts: list[bool] = []
     if cut > 0:  # hard steps to padding on a share of the slices, before the scanner is simulated
         from medviewer.training.hard_edges import cut_slice
@@ -285,7 +285,7 @@ def _denoise_job(root: str, pseed: int, slices: int, size: int, pixel_mm: float,
     _atomic_save_npy(rootp / f"{pseed:07d}.clean.npy", _to_int16(clean))
     _atomic_save_npy(rootp / f"{pseed:07d}.full.npy", _to_int16(full))
     _atomic_save_npy(rootp / f"{pseed:07d}.low.npy", _to_int16(low))
-    meta = {"seed": pseed, "doses": dose_list, "contrast": ph.contrast, "lesions": [les.to_dict() for les in ph.lesions]}
+    meta = {"seed": pseed, "doses": dose_list, "contrast": contrast, "lesions": lesions}
     if psf is not None:
         meta["psf_mm"] = psf
     if cuts:
