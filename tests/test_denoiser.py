@@ -489,3 +489,49 @@ def test_dead_leaves_pairs_build_and_stay_in_ct_range(tmp_path):
     assert np.abs(low - full)[full > -900].mean() > 1.0  # simulated noise on the leaves
     with pytest.raises(ValueError, match="region"):
         build_denoising_pairs(tmp_path, 1, slices_per_phantom=2, size=64, spacing=(2.5, 3.0), workers=1, region="feet")
+
+
+def test_image_slice_sources_are_no_evaluation_file():
+    """The MR and radiograph sources of the image slices are none of either issue's evaluation slices."""
+    from medviewer.training.evaluate_denoiser import REAL_CASES
+    from medviewer.training.evaluate_detector import REAL_SLICES
+    from medviewer.training.image_slices import EVALUATION_FILES, SOURCES
+
+    assert {f for _, f, _ in REAL_CASES} | set(REAL_SLICES) <= EVALUATION_FILES
+    names = {name.rsplit("/", 1)[-1] for _, name, _, _ in SOURCES}
+    assert not names & EVALUATION_FILES and not any(n.startswith("693_") for n in names)
+    assert abs(sum(w for *_, w in SOURCES) - 1.0) < 1e-9
+
+
+def test_image_slices_map_real_images_to_ct_values_and_build_pairs(tmp_path):
+    """Image slices: seeded crops of the sample images, monotone in grey level, CT values, through the simulator."""
+    import pydicom
+
+    from medviewer.training.datasets import build_denoising_pairs
+    from medviewer.training.image_slices import SOURCES, ct_curve, image_slice, load_sources
+
+    grey = np.linspace(0.0, 1.0, 4096, dtype=np.float32).reshape(64, 64)
+    hu = ct_curve(np.random.default_rng(1), grey)
+    assert np.all(np.diff(hu.ravel()) >= 0)  # monotone: the image's order of grey levels is kept
+    assert -1000.0 <= hu.min() <= -900.0 and 600.0 <= hu.max() <= 1400.0
+    assert 0.5 < ((hu >= 0) & (hu <= 80)).mean() < 0.95  # most of it soft tissue, as in CT
+
+    sources = load_sources()
+    assert len(sources) == len(SOURCES) and all(s.dtype == np.float32 and 0 <= s.min() and s.max() <= 1 for s in sources)
+    assert max(max(s.shape) for s in sources) <= 1024
+    from medviewer.training.image_slices import _source_path
+
+    modalities = {str(pydicom.dcmread(_source_path(p, n), stop_before_pixels=True).Modality) for p, n, _, _ in SOURCES}
+    assert "CT" not in modalities and {"MR", "CR"} <= modalities
+
+    img = image_slice(np.random.default_rng(5), 128, 2.0, psf_mm=0.0)
+    again = image_slice(np.random.default_rng(5), 128, 2.0, psf_mm=0.0)
+    np.testing.assert_array_equal(img, again)  # seeded
+    inside = img > -1000.0
+    assert img.shape == (128, 128) and img.dtype == np.float32 and 0.1 < inside.mean() < 0.8
+    assert img.min() >= -1000.0 and img.max() <= 1400.0 and img[0, 0] == -1000.0  # air around the body outline
+    assert len(np.unique(img[inside])) > 100  # real structure, not a few flat regions
+    pairs = build_denoising_pairs(tmp_path, 1, slices_per_phantom=2, size=64, spacing=(2.5, 3.0), workers=1, region="images")
+    full, low, dose = pairs[0]
+    assert full.shape == low.shape == (64, 64) and 0.1 <= dose <= 0.5
+    assert np.abs(low - full)[full > -900].mean() > 1.0  # simulated noise on the image slice

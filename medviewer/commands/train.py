@@ -49,6 +49,13 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                 "generic image prior; default 0)",
             )
             q.add_argument(
+                "--images",
+                type=int,
+                default=None,
+                help="sets of slices per body pixel size made from the sample packages' MR and radiograph images "
+                "given CT values (real structure; no CT evaluation file; default 0)",
+            )
+            q.add_argument(
                 "--refine",
                 type=int,
                 default=None,

@@ -237,12 +237,19 @@ def _denoise_job(root: str, pseed: int, slices: int, size: int, pixel_mm: float,
     if psf_mm is not None:
         psf_rng = np.random.default_rng(np.random.SeedSequence([pseed, 2025]))  # apart from the dose draws
         psf = float(math.exp(psf_rng.uniform(math.log(psf_mm[0]), math.log(psf_mm[1]))))
+    lesions: list[dict[str, Any]] = []
     if region == "leaves":  # dead-leaves slices (a generic image prior), not a phantom
         from medviewer.training.dead_leaves import dead_leaves_slice
 
         leaves_rng = np.random.default_rng(np.random.SeedSequence([pseed, 2027]))
         clean = np.stack([dead_leaves_slice(leaves_rng, size, pixel_mm, psf) for _ in range(slices)])
-        contrast, lesions = False, []
+        contrast = False
+    elif region == "images":  # real non-CT images (MR, radiographs) given CT values: real structure, not a phantom
+        from medviewer.training.image_slices import image_slice
+
+        images_rng = np.random.default_rng(np.random.SeedSequence([pseed, 2028]))
+        clean = np.stack([image_slice(images_rng, size, pixel_mm, psf) for _ in range(slices)])
+        contrast = False
     elif region == "head":
         from medviewer.training.phantom_head import HEAD_Z_RANGE_MM
 
@@ -335,11 +342,13 @@ def build_denoising_pairs(
     full_dose_noise : bool
         True: ``full`` carries realistic full-dose noise (paired with the low
         dose by binomial thinning). False: ``full`` is the noise-free phantom.
-    region : {"body", "head", "leaves"}
+    region : {"body", "head", "leaves", "images"}
         Chest/abdomen phantoms (slices over :data:`Z_SPAN_MM`), head phantoms
-        (slices over :data:`medviewer.training.phantom_head.HEAD_Z_RANGE_MM`) or
+        (slices over :data:`medviewer.training.phantom_head.HEAD_Z_RANGE_MM`),
         dead-leaves slices (:mod:`medviewer.training.dead_leaves`; a generic
-        image prior, no anatomy).
+        image prior, no anatomy) or slices from the sample packages' MR and
+        radiograph images given CT values (:mod:`medviewer.training.image_slices`;
+        real structure, no CT evaluation file).
     psf_mm : (float, float), optional
         Range of the phantoms' in-plane scanner blur (Gaussian sigma, mm), one
         value per phantom drawn log-uniformly; default every phantom at
@@ -375,8 +384,8 @@ def build_denoising_pairs(
         raise ValueError(f"spacing must be positive, got {spacing}")
     params = {"slices_per_phantom": int(slices_per_phantom), "doses": [float(doses[0]), float(doses[1])], "size": int(size),
               "thickness": thickness, "pixel_mm": pixel, "full_dose_noise": bool(full_dose_noise)}
-    if region not in ("body", "head", "leaves"):
-        raise ValueError(f"region must be body, head or leaves, got {region!r}")
+    if region not in ("body", "head", "leaves", "images"):
+        raise ValueError(f"region must be body, head, leaves or images, got {region!r}")
     if region != "body":  # body sets keep their cache folder names
         params["region"] = str(region)
     psf: tuple[float, float] | None = None

@@ -45,6 +45,21 @@ def _radii(rng: np.random.Generator, n: int, lo: float, hi: float) -> NDArray[np
     return 1.0 / np.sqrt(lo**-2 - u * (lo**-2 - hi**-2))
 
 
+def body_outline(rng: np.random.Generator, size: int, pixel_mm: float) -> tuple[NDArray[np.bool_], tuple[float, float, float, float]]:
+    """A body outline: an ellipse filling 55-90 % of the field, a little off centre.
+
+    Returns the ``(size, size)`` mask and the ellipse's semi-axes and centre
+    ``(a, b, cx, cy)`` in mm from the field's centre (x to the right, y down).
+    """
+    fov = size * pixel_mm
+    yy, xx = (np.arange(size, dtype=np.float32) * pixel_mm - fov / 2 for _ in range(2))
+    a = fov / 2 * rng.uniform(0.55, 0.9)
+    b = a * rng.uniform(0.6, 1.0)
+    cx, cy = rng.uniform(-0.05, 0.05, 2) * fov
+    body = ((xx[None, :] - cx) / a) ** 2 + ((yy[:, None] - cy) / b) ** 2 <= 1.0
+    return body, (float(a), float(b), float(cx), float(cy))
+
+
 def dead_leaves_slice(rng: np.random.Generator, size: int, pixel_mm: float, psf_mm: float | None = None) -> NDArray[np.float32]:
     """One ``(size, size)`` slice in HU: dead leaves inside a body outline, air around it.
 
@@ -74,11 +89,7 @@ def dead_leaves_slice(rng: np.random.Generator, size: int, pixel_mm: float, psf_
         raise ValueError(f"size must be >= 8 and pixel_mm > 0, got {size}, {pixel_mm}")
     fov = size * pixel_mm
     yy, xx = (np.arange(size, dtype=np.float32) * pixel_mm - fov / 2 for _ in range(2))
-    # body outline: an ellipse filling 55-90 % of the field, a little off centre
-    a = fov / 2 * rng.uniform(0.55, 0.9)
-    b = a * rng.uniform(0.6, 1.0)
-    cx, cy = rng.uniform(-0.05, 0.05, 2) * fov
-    body = ((xx[None, :] - cx) / a) ** 2 + ((yy[:, None] - cy) / b) ** 2 <= 1.0
+    body, (a, b, cx, cy) = body_outline(rng, size, pixel_mm)
     img = np.full((size, size), -1000.0, np.float32)
     img[body] = rng.uniform(20.0, 60.0)
     lo, hi = RADIUS_MM[0], min(RADIUS_MM[1], 0.5 * a)
@@ -115,4 +126,4 @@ def dead_leaves_slice(rng: np.random.Generator, size: int, pixel_mm: float, psf_
     return img
 
 
-__all__ = ["MATERIALS", "RADIUS_MM", "COVERAGE", "dead_leaves_slice"]
+__all__ = ["MATERIALS", "RADIUS_MM", "COVERAGE", "body_outline", "dead_leaves_slice"]
