@@ -562,7 +562,8 @@ def test_train_main_grows_init_weights_and_resumes_the_grown_run(tmp_path):
 
 @pytest.mark.parametrize(
     "spec, message",
-    [("lungs=3/1", "GROUP=TRAIN"), ("chest=a/1", "whole numbers"), ("head=-1/0", "negative"), ("chest=0/1", "at least one")],
+    [("lungs=3/1", "GROUP=TRAIN"), ("chest=a/1", "whole numbers"), ("head=-1/0", "negative"), ("chest=0/1", "at least one"),
+     ("images=4/2", "training only")],
 )
 def test_volume_group_specs_are_checked(spec, message):
     with pytest.raises(ModelError, match=message):
@@ -572,6 +573,7 @@ def test_volume_group_specs_are_checked(spec, message):
 def test_volume_groups_and_shape_parse():
     groups = volume_groups(["head=0/0", "chest=8"])
     assert groups["head"] == (0, 0) and groups["chest"] == (8, N_VAL) and groups["kidney"] == (N_TRAIN_ABDOMEN, N_VAL_ABDOMEN)
+    assert groups["images"] == (0, 0) and volume_groups(["images=4"])["images"] == (4, 0)  # training only, none by default
     assert td.parse_shape("16x128x96") == (16, 128, 96)
     for bad in ("16x128", "axbxc", "4x128x128"):
         with pytest.raises(ModelError):
@@ -747,3 +749,29 @@ def test_spatial_scale_range_sets_the_magnifications_and_leaves_the_default_stre
     b = sample_batch(vols, np.random.default_rng(8), 2, [], slices=5, crop=64, p_spatial=1.0, spatial_scale=SCALE)[0]
     c = sample_batch(vols, np.random.default_rng(8), 2, [], slices=5, crop=64, p_spatial=1.0, spatial_scale=(1.5, 1.6))[0]
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_image_volumes_move_real_structure_along_z_and_carry_lesions(tmp_path):
+    """Image volumes: an MR or radiograph slice given CT values, moved along z, with lesions placed by host HU."""
+    from medviewer.training.detector_data import TRAIN_IMAGES_SEED0, load_volumes
+    from medviewer.training.detector_images import image_volume, moved_along_z
+
+    base = np.full((64, 64), -1000.0, np.float32)
+    base[20:44, 20:44] = 40.0
+    moved = moved_along_z(base, 20, np.random.default_rng(0), 1.4)
+    assert moved.shape == (20, 64, 64) and moved.min() >= -1000.0 and moved.max() <= 40.0
+    assert np.abs(moved[0] - moved[-1]).max() > 500  # the structure travels across the field along z
+    assert np.abs(moved[9] - moved[10]).mean() < np.abs(moved[0] - moved[-1]).mean()  # slowly
+
+    d = image_volume(TRAIN_IMAGES_SEED0, (16, 96, 96), 3)
+    again = image_volume(TRAIN_IMAGES_SEED0, (16, 96, 96), 3)
+    np.testing.assert_array_equal(d["volume_hu"], again["volume_hu"])  # seeded
+    assert d["volume_hu"].shape == d["labels"].shape == (16, 96, 96) and 1 <= len(d["lesions"]) <= 3
+    assert d["labels"].max() == len(d["lesions"])
+    for les in d["lesions"]:
+        k, j, i = (int(round(c)) for c in les.center_index)
+        assert d["labels"][k, j, i] > 0 and 3 <= k <= 12  # never in the first or last 3 slices
+    vols = load_volumes(tmp_path, 2, TRAIN_IMAGES_SEED0, (16, 96, 96), lesion_free_fraction=0.5, placement="host_hu",
+                        region="images")
+    assert len(vols[0].centers) >= 1 and len(vols[1].centers) == 0  # every second one lesion-free
+    assert any(p.name.endswith("_images.npz") for p in tmp_path.iterdir())  # cached apart from the phantoms

@@ -118,7 +118,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                 action="append",
                 metavar="GROUP=TRAIN[/VAL]",
                 help="training / validation phantom volumes of a group: chest (64/16), kidney (32/8), "
-                "host-hu (32/8) or head (32/8); repeatable; head=0/0 drops a group",
+                "host-hu (32/8), head (32/8) or images (0/0: MR and radiograph images given CT values and moved "
+                "along z, training only); repeatable; head=0/0 drops a group",
             )
             q.add_argument("--shape", default=None, help="training volume shape SLICESxROWSxCOLUMNS (default 40x256x256)")
             q.add_argument("--hard-negative-every", type=int, default=None, help="steps between hard-negative mining rounds (250)")

@@ -104,9 +104,11 @@ def average_detectors(
     load_state_into(model, average_tensors(t_base, t_partner, weight), f"the average of {base} and {partner}")
     val = load_validation(data, groups, shape, prog.sub(0.0, 0.2))
     parents = [_parent(c_base, base, 1.0 - weight), _parent(c_partner, partner, weight)]
-    base_training = c_base.get("training") or {}
+    data_base = (c_base.get("training") or {}).get("data", "project-generated CT phantoms only")
+    data_partner = (c_partner.get("training") or {}).get("data", "project-generated CT phantoms only")
     train_info = {
-        "data": base_training.get("data", "project-generated CT phantoms only"),
+        "data": data_base if data_base == data_partner
+        else f"{parents[0]['model']}: {data_base}. {parents[1]['model']}: {data_partner}",
         "method": f"weight average (model soup), no training: (1 - {weight:g}) x {parents[0]['model']} + {weight:g} x "
         f"{parents[1]['model']}, tensor by tensor (BatchNorm running statistics included), then calibrated on the "
         "validation phantoms",

@@ -49,12 +49,16 @@ N_TRAIN_HEAD = 32
 N_VAL_HEAD = 8
 TRAIN_HEAD_SEED0 = 9_000
 VAL_HEAD_SEED0 = 90_900
+#: Image volumes (:mod:`medviewer.training.detector_images`: real structure of MR and radiograph images moved along z),
+#: lesions placed by host HU; training only (0 by default), validation stays on phantoms.
+TRAIN_IMAGES_SEED0 = 11_000
 #: Default training / validation volume counts per group (``--volumes GROUP=TRAIN/VAL``).
 VOLUME_GROUPS: dict[str, tuple[int, int]] = {
     "chest": (N_TRAIN, N_VAL),
     "kidney": (N_TRAIN_ABDOMEN, N_VAL_ABDOMEN),
     "host-hu": (N_TRAIN_HOST_HU, N_VAL_HOST_HU),
     "head": (N_TRAIN_HEAD, N_VAL_HEAD),
+    "images": (0, 0),
 }
 
 
@@ -107,11 +111,16 @@ def _generate_volume(
     """One training phantom; ``placement`` "anatomical" puts each lesion kind in its organ,
     "host_hu" anywhere in the body whose HU suits the kind (as on real backgrounds, where
     no organ map exists: a kidney-like lesion may then sit in muscle or spleen).
-    ``region`` "head" paints a head phantom instead of the chest/abdomen."""
+    ``region`` "head" paints a head phantom instead of the chest/abdomen, "images" an image slice
+    moved along z (:mod:`medviewer.training.detector_images`; lesions by host HU)."""
     from medviewer.training.phantom import make_phantom
     from medviewer.training.phantom_lesions import body_mask, insert_lesions
 
     n_lesions = 0 if lesion_free else int(np.random.default_rng([seed, 7]).integers(1, 7))
+    if region == "images":
+        from medviewer.training.detector_images import image_volume
+
+        return _to_train_volume(image_volume(seed, shape, n_lesions), seed)
     if placement == "anatomical":
         ph = make_phantom(seed, shape=shape, spacing=INTERNAL_SPACING, n_lesions=n_lesions, z_center_mm=z_center_mm, region=region)
         return _to_train_volume(ph, seed)
@@ -227,8 +236,8 @@ def volume_groups(specs: list[str] | None = None) -> dict[str, tuple[int, int]]:
 
     Groups (see :data:`VOLUME_GROUPS`): ``chest`` (diaphragm level, lesions in
     their organs), ``kidney`` (120 mm lower), ``host-hu`` (lesions placed by
-    host HU, half at each level) and ``head``. ``head=0/0`` drops a group;
-    ``chest=8`` sets only the training count.
+    host HU, half at each level), ``head`` and ``images`` (training only; none by default).
+    ``head=0/0`` drops a group; ``chest=8`` sets only the training count.
     """
     out = dict(VOLUME_GROUPS)
     for spec in specs or []:
@@ -245,6 +254,8 @@ def volume_groups(specs: list[str] | None = None) -> dict[str, tuple[int, int]]:
         if n_train < 0 or n_val < 0:
             raise ModelError(f"--volumes {spec!r}: the counts must not be negative")
         out[name] = (n_train, n_val)
+    if out["images"][1]:
+        raise ModelError("--volumes images=TRAIN: image volumes are for training only; validation stays on phantoms")
     if out["chest"][0] < 1 or out["chest"][1] < 1:
         raise ModelError("--volumes chest=TRAIN/VAL: training and calibration need at least one volume each")
     return out
