@@ -676,10 +676,14 @@ def build_card(
         "metrics": metrics or {},
         "intended_use": INTENDED_USE,
         "limitations": (
-            "Trained on simulated data only (phantoms"
-            + (" and dead-leaves slices" if cfg.n_leaves else "")
-            + (" and MR and radiograph images given CT values, whose grey levels are not attenuation" if cfg.n_images else "")
-            + "); validated on a handful of real CT slices with simulated "
+            (
+                "Trained on phantoms" + (", dead-leaves slices" if cfg.n_leaves else "")
+                + " and MR and radiograph images given CT values (real structure; their grey levels are not attenuation), "
+                "all with simulated CT noise"
+                if cfg.n_images
+                else "Trained on simulated data only (phantoms" + (" and dead-leaves slices" if cfg.n_leaves else "") + ")"
+            )
+            + "; validated on a handful of real CT slices with simulated "
             "low dose, not on real low-dose acquisitions. Not a medical device."
         ),
     }
