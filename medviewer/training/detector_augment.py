@@ -31,6 +31,8 @@ about 1 mm.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
@@ -79,6 +81,24 @@ TEXTURE_TISSUE_HU: tuple[float, float] = (-250.0, 250.0)
 def host_hu_margin_px() -> int:
     """:data:`HOST_HU_MARGIN_MM` in pixels of the internal grid."""
     return max(1, int(round(HOST_HU_MARGIN_MM / INTERNAL_SPACING[2])))
+
+
+def host_hu_lesions(
+    hu: NDArray[np.float32], rng: np.random.Generator, n: int
+) -> tuple[NDArray[np.float32], NDArray[np.int16], list[Any]]:
+    """Up to ``n`` (at most 4) lesions of 5-25 mm placed by host HU in a training volume at the internal spacing.
+
+    Centres lie :data:`HOST_HU_MARGIN_MM` inside the body outline, away from bone and out of the first and last
+    3 slices; returns the volume with them, their labels and records (``hu`` unchanged and none when nothing fits).
+    """
+    labels = np.zeros(hu.shape, np.int16)
+    allowed = body_mask(hu, margin_px=host_hu_margin_px())
+    allowed[:3] = False
+    allowed[-3:] = False
+    if n <= 0 or not allowed.any():
+        return hu, labels, []
+    out, labels, lesions = insert_lesions(hu, INTERNAL_SPACING, rng, min(n, 4), allowed=allowed, diameter_range_mm=(5.0, 25.0))
+    return out, labels, list(lesions)
 
 
 def _lesion_region(shape: tuple[int, ...], lab: NDArray[np.float32], context: int, gap_px: int) -> NDArray[np.bool_]:

@@ -22,7 +22,7 @@ from medviewer.ai.detector import INTERNAL_SPACING
 from medviewer.errors import ModelError
 from medviewer.progress import CancelFn, Progress, ProgressFn, check_cancel
 from medviewer.training.datasets import DATASET_VERSION
-from medviewer.training.detector_augment import add_texture, host_hu_margin_px
+from medviewer.training.detector_augment import add_texture, host_hu_lesions, host_hu_margin_px
 
 #: Seed of the texture laid on the validation volumes for the textured validation CPM (:func:`with_texture`).
 TEXTURED_VAL_SEED = 7
@@ -114,7 +114,6 @@ def _generate_volume(
     ``region`` "head" paints a head phantom instead of the chest/abdomen, "images" an image slice
     moved along z (:mod:`medviewer.training.detector_images`; lesions by host HU)."""
     from medviewer.training.phantom import make_phantom
-    from medviewer.training.phantom_lesions import body_mask, insert_lesions
 
     n_lesions = 0 if lesion_free else int(np.random.default_rng([seed, 7]).integers(1, 7))
     if region == "images":
@@ -127,15 +126,7 @@ def _generate_volume(
     if placement != "host_hu":
         raise ValueError(f"unknown lesion placement {placement!r}")
     ph = make_phantom(seed, shape=shape, spacing=INTERNAL_SPACING, n_lesions=0, z_center_mm=z_center_mm, region=region)
-    hu = np.asarray(ph.volume.voxels, np.float32)
-    labels = np.zeros(hu.shape, np.int16)
-    lesions: list[Any] = []
-    allowed = body_mask(hu, margin_px=host_hu_margin_px())
-    allowed[:3] = False
-    allowed[-3:] = False
-    if n_lesions and allowed.any():
-        rng = np.random.default_rng([seed, 11])
-        hu, labels, lesions = insert_lesions(hu, INTERNAL_SPACING, rng, min(n_lesions, 4), allowed=allowed, diameter_range_mm=(5.0, 25.0))
+    hu, labels, lesions = host_hu_lesions(np.asarray(ph.volume.voxels, np.float32), np.random.default_rng([seed, 11]), n_lesions)
     return _to_train_volume({"volume_hu": hu, "labels": labels, "lesions": lesions}, seed)
 
 

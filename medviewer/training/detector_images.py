@@ -84,22 +84,13 @@ def image_volume(seed: int, shape: tuple[int, int, int], n_lesions: int) -> dict
     Returns the fields :func:`medviewer.training.detector_data._to_train_volume` reads
     (``volume_hu``, ``labels``, ``lesions``).
     """
-    from medviewer.training.detector_augment import host_hu_margin_px
+    from medviewer.training.detector_augment import host_hu_lesions
     from medviewer.training.image_slices import image_slice
-    from medviewer.training.phantom_lesions import body_mask, insert_lesions
 
     rng = np.random.default_rng([seed, 13])
     pixel = INTERNAL_SPACING[2]
     base = image_slice(rng, max(shape[1], shape[2]), pixel)[: shape[1], : shape[2]]
-    hu = moved_along_z(base, shape[0], rng, pixel)
-    labels = np.zeros(hu.shape, np.int16)
-    lesions: list[Any] = []
-    allowed = body_mask(hu, margin_px=host_hu_margin_px())
-    allowed[:3] = False
-    allowed[-3:] = False
-    if n_lesions and allowed.any():
-        hu, labels, lesions = insert_lesions(hu, INTERNAL_SPACING, rng, min(n_lesions, 4), allowed=allowed,
-                                             diameter_range_mm=(5.0, 25.0))
+    hu, labels, lesions = host_hu_lesions(moved_along_z(base, shape[0], rng, pixel), rng, n_lesions)
     return {"volume_hu": hu, "labels": labels, "lesions": lesions}
 
 

@@ -156,17 +156,12 @@ def image_slice(rng: np.random.Generator, size: int, pixel_mm: float, psf_mm: fl
                 sources: tuple[NDArray[np.float32], ...] | None = None) -> NDArray[np.float32]:
     """One ``(size, size)`` slice in HU from a random crop of a random source image.
 
+    ``rng`` (all randomness), ``size`` (pixels per side), ``pixel_mm`` (the body outline's size and the blur are
+    in mm) and ``psf_mm`` (scanner blur, Gaussian sigma in mm; default the phantoms', 0 for none) are as for
+    :func:`medviewer.training.dead_leaves.dead_leaves_slice`.
+
     Parameters
     ----------
-    rng : numpy Generator
-        All randomness comes from it.
-    size : int
-        Pixels per side.
-    pixel_mm : float
-        In-plane pixel size (mm) of the slice (the body outline's size and the blur are in mm).
-    psf_mm : float, optional
-        Scanner blur (Gaussian sigma, mm); default
-        :data:`medviewer.training.phantom_anatomy.SCANNER_PSF_MM`, 0 for none.
     sources : tuple of arrays, optional
         Grey-level images in [0, 1], drawn with equal chances; default :func:`load_sources`, drawn with the
         shares of :data:`SOURCES`.
