@@ -508,7 +508,7 @@ def test_image_slices_map_real_images_to_ct_values_and_build_pairs(tmp_path):
     import pydicom
 
     from medviewer.training.datasets import build_denoising_pairs
-    from medviewer.training.image_slices import SOURCES, ct_curve, image_slice, load_sources
+    from medviewer.training.image_slices import SOURCES, _source_path, ct_curve, image_slice, load_sources
 
     grey = np.linspace(0.0, 1.0, 4096, dtype=np.float32).reshape(64, 64)
     hu = ct_curve(np.random.default_rng(1), grey)
@@ -519,8 +519,8 @@ def test_image_slices_map_real_images_to_ct_values_and_build_pairs(tmp_path):
     sources = load_sources()
     assert len(sources) == len(SOURCES) and all(s.dtype == np.float32 and 0 <= s.min() and s.max() <= 1 for s in sources)
     assert max(max(s.shape) for s in sources) <= 1024
-    from medviewer.training.image_slices import _source_path
-
+    with pytest.raises(ModelError, match="not found"):  # a missing source is named, not a traceback
+        _source_path("deid-data", "animals/no-such-file.dcm")
     modalities = {str(pydicom.dcmread(_source_path(p, n), stop_before_pixels=True).Modality) for p, n, _, _ in SOURCES}
     assert "CT" not in modalities and {"MR", "CR"} <= modalities
 
