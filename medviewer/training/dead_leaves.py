@@ -60,6 +60,19 @@ def body_outline(rng: np.random.Generator, size: int, pixel_mm: float) -> tuple[
     return body, (float(a), float(b), float(cx), float(cy))
 
 
+def scanner_blur(img: NDArray[np.float32], pixel_mm: float, psf_mm: float | None = None) -> NDArray[np.float32]:
+    """``img`` blurred by the scanner's point spread (Gaussian sigma ``psf_mm``; default
+    :data:`medviewer.training.phantom_anatomy.SCANNER_PSF_MM`, 0 for none)."""
+    from scipy import ndimage
+
+    from medviewer.training.phantom_anatomy import SCANNER_PSF_MM
+
+    sig = SCANNER_PSF_MM if psf_mm is None else float(psf_mm)
+    if sig > 0:
+        img = ndimage.gaussian_filter(img, sig / pixel_mm, truncate=3.0).astype(np.float32)
+    return img
+
+
 def dead_leaves_slice(rng: np.random.Generator, size: int, pixel_mm: float, psf_mm: float | None = None) -> NDArray[np.float32]:
     """One ``(size, size)`` slice in HU: dead leaves inside a body outline, air around it.
 
@@ -81,10 +94,6 @@ def dead_leaves_slice(rng: np.random.Generator, size: int, pixel_mm: float, psf_
     >>> img.shape, img.dtype, float(img.min()) >= -1000.0
     ((64, 64), dtype('float32'), True)
     """
-    from scipy import ndimage
-
-    from medviewer.training.phantom_anatomy import SCANNER_PSF_MM
-
     if size < 8 or not pixel_mm > 0:
         raise ValueError(f"size must be >= 8 and pixel_mm > 0, got {size}, {pixel_mm}")
     fov = size * pixel_mm
@@ -120,10 +129,7 @@ def dead_leaves_slice(rng: np.random.Generator, size: int, pixel_mm: float, psf_
         if m.any():
             _, hu_lo, hu_hi = MATERIALS[int(kind)]
             img[j0:j1, i0:i1][m] = rng.uniform(hu_lo, hu_hi)
-    sig = SCANNER_PSF_MM if psf_mm is None else float(psf_mm)
-    if sig > 0:
-        img = ndimage.gaussian_filter(img, sig / pixel_mm, truncate=3.0).astype(np.float32)
-    return img
+    return scanner_blur(img, pixel_mm, psf_mm)
 
 
-__all__ = ["MATERIALS", "RADIUS_MM", "COVERAGE", "body_outline", "dead_leaves_slice"]
+__all__ = ["MATERIALS", "RADIUS_MM", "COVERAGE", "body_outline", "scanner_blur", "dead_leaves_slice"]

@@ -87,15 +87,16 @@ class Case:
 
 
 # ------------------------------------------------------------------ data
-def _find_test_file(name: str) -> str:
+def find_test_file(name: str, what: str = "evaluation slice") -> str:
+    """Path of a pydicom / pydicom-data sample file; a clear :class:`ModelError` (naming ``what``) when it is missing."""
     from pydicom.data import get_testdata_file
 
     try:
         path = get_testdata_file(name)
     except Exception as exc:  # pydicom-data lookups may fail offline  # noqa: BLE001
-        raise ModelError(f"evaluation slice {name} cannot be located: {exc}") from exc
+        raise ModelError(f"{what} {name} cannot be located: {exc}") from exc
     if not path:
-        raise ModelError(f"evaluation slice {name} not found (install pydicom-data)")
+        raise ModelError(f"{what} {name} not found (install pydicom-data)")
     return str(path)
 
 
@@ -103,7 +104,7 @@ def load_real_slice(file_name: str, frame: int = 0) -> tuple[NDArray[np.float32]
     """HU pixels and pixel size (mm) of one frame of a pydicom / pydicom-data test file."""
     import pydicom
 
-    path = _find_test_file(file_name)
+    path = find_test_file(file_name)
     try:
         ds = pydicom.dcmread(path)
         arr = ds.pixel_array

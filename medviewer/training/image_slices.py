@@ -75,15 +75,9 @@ def _source_path(package: str, name: str) -> str:
         if not path.is_file():
             raise ModelError(f"image slice source {name} not found in deid-data")
         return str(path)
-    from pydicom.data import get_testdata_file
+    from medviewer.training.evaluate_denoiser import find_test_file
 
-    try:
-        found = get_testdata_file(name)
-    except Exception as exc:  # noqa: BLE001 - pydicom-data lookups may fail offline
-        raise ModelError(f"image slice source {name} cannot be located: {exc}") from exc
-    if not found:
-        raise ModelError(f"image slice source {name} not found (install pydicom-data)")
-    return str(found)
+    return find_test_file(name, "image slice source")
 
 
 def _load(package: str, name: str) -> NDArray[np.float32]:
@@ -166,11 +160,9 @@ def image_slice(rng: np.random.Generator, size: int, pixel_mm: float, psf_mm: fl
         Grey-level images in [0, 1], drawn with equal chances; default :func:`load_sources`, drawn with the
         shares of :data:`SOURCES`.
     """
-    from scipy import ndimage
     from skimage.transform import resize
 
-    from medviewer.training.dead_leaves import body_outline
-    from medviewer.training.phantom_anatomy import SCANNER_PSF_MM
+    from medviewer.training.dead_leaves import body_outline, scanner_blur
 
     if size < 8 or not pixel_mm > 0:
         raise ValueError(f"size must be >= 8 and pixel_mm > 0, got {size}, {pixel_mm}")
@@ -189,10 +181,7 @@ def image_slice(rng: np.random.Generator, size: int, pixel_mm: float, psf_mm: fl
     img = ct_curve(rng, grey)
     body, _ = body_outline(rng, size, pixel_mm)
     img[~body] = -1000.0
-    sig = SCANNER_PSF_MM if psf_mm is None else float(psf_mm)
-    if sig > 0:
-        img = ndimage.gaussian_filter(img, sig / pixel_mm, truncate=3.0).astype(np.float32)
-    return img
+    return scanner_blur(img, pixel_mm, psf_mm)
 
 
 __all__ = ["SOURCES", "EVALUATION_FILES", "MAX_SIDE", "CROP_SHARE", "load_sources", "ct_curve", "image_slice"]
