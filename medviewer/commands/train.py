@@ -30,7 +30,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
             type=float,
             default=None,
             help="wall-clock budget: the learning-rate schedule follows max(step/steps, time used/budget) "
-            "and training stops when it is spent",
+            "and training stops when it is spent (the denoiser's budget includes building missing training "
+            "pairs, the detector's only the optimisation; a run with --steps 1 into another folder builds them first)",
         )
         q.add_argument(
             "--install", action="store_true", help="write the final weights and model card into resources/models"
