@@ -103,3 +103,49 @@ def test_pooled_calibration_fits_all_candidates_together():
     t, bias = frocm.fit_temperature(np.concatenate([a["logits"], b["logits"]]), np.concatenate([a["hits"], b["hits"]]))
     assert (fit["temperature"], fit["bias"], fit["n_candidates"]) == (pytest.approx(t), pytest.approx(bias), 500)
     assert 0.0 <= fit["ece"] < 0.1 and fit["ece_raw"] >= 0.0
+
+
+def test_image_background_cases_are_built_like_the_test_volumes(tmp_path):
+    import numpy as np
+
+    from medviewer.training.recalibrate_detector import IMAGE_SEED0, image_background_cases
+
+    kw = dict(grid=(96, 2.8), n_slices=12)
+    cases = image_background_cases(5, IMAGE_SEED0, cache=tmp_path / "cache", **kw)
+    again = image_background_cases(5, IMAGE_SEED0, **kw)  # seeded: the same volumes without the cache
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 5
+    for c, d in zip(cases, again):
+        assert np.array_equal(c.volume.voxels, d.volume.voxels) and np.array_equal(c.centers_mm, d.centers_mm)
+        assert c.volume.shape == (12, 96, 96) and c.volume.spacing == (2.5, 2.8, 2.8)
+        assert c.name.startswith("image-") and c.volume.metadata.modality == "CT"
+        assert -1100 < float(c.volume.voxels.min()) and float(c.volume.voxels.max()) < 3100
+    assert [len(c.diameters_mm) > 0 for c in cases] == [True, True, True, True, False]  # every fifth lesion-free
+    assert all(1 <= len(c.diameters_mm) <= 3 and (c.diameters_mm >= 5.0).all() for c in cases[:4])
+    other = image_background_cases(1, IMAGE_SEED0 + 1, **kw)[0]
+    assert not np.array_equal(other.volume.voxels, cases[0].volume.voxels)
+
+
+@pytest.mark.skipif(not (models_dir() / "detector.safetensors").is_file(), reason="no shipped detector")
+def test_image_calibration_pools_the_image_volumes_candidates(tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDVIEWER_CACHE", str(tmp_path / "cache"))
+    tensors, shipped = load_weights("detector", models_dir())  # trained weights: they raise candidates
+    save_weights("detector", tensors, {k: v for k, v in shipped.items() if k != "sha256"}, tmp_path / "a")
+    groups = volume_groups(["chest=1/1", "kidney=0/0", "host-hu=0/0", "head=0/0"])
+    kw = dict(device="cpu", groups=groups, shape=(16, 128, 128))
+    plain = recalibrate_detector(tmp_path / "a", [Pass(1.0, False)], tmp_path / "p", tmp_path / "data", "1.1-p", **kw)
+    pooled = recalibrate_detector(tmp_path / "a", [Pass(1.0, False)], tmp_path / "i", tmp_path / "data", "1.1-i",
+                                  images=2, image_grid=(96, 2.8), **kw)
+    cal = pooled["calibration"]
+    assert "from image slices" in cal["method"] and cal["n_candidates"] > plain["calibration"]["n_candidates"]
+    assert cal["temperature"] > 0 and cal["temperature"] != plain["calibration"]["temperature"]
+    assert pooled["training"]["recalibrated"]["command"].endswith("--images 2")
+    assert "with 2 image-background volumes" in pooled["training"]["recalibrated"]["note"]
+    assert pooled["metrics"]["validation"]["cpm"] == plain["metrics"]["validation"]["cpm"]  # the same phantoms score it
+    assert list((tmp_path / "cache" / "detector_image_calibration").glob("*.npz"))
+    with pytest.raises(ModelError, match="not both"):
+        recalibrate_detector(tmp_path / "a", [Pass(1.0, False)], tmp_path / "x", tmp_path / "data", "1.1-x",
+                             images=2, native=2, **kw)
+    with pytest.raises(ModelError, match="0 or more"):
+        recalibrate_detector(tmp_path / "a", [Pass(1.0, False)], tmp_path / "y", tmp_path / "data", "1.1-y",
+                             images=-1, **kw)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

@@ -23,6 +23,9 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     q.add_argument("--textured", action="store_true",
                    help="fit the calibration on the validation phantoms plain and with tissue texture, candidates "
                    "pooled (the textured ones carry the false candidates that the mottling of real tissue raises)")
+    q.add_argument("--images", type=int, default=0, metavar="N",
+                   help="pool the candidates of N volumes built like the real-background test volumes, from image "
+                   "slices (MR and radiograph images given CT values, never a test slice), into the validation fit")
     q.add_argument("--data", type=Path, default=None, help="dataset cache folder (validation phantoms in DATA/val)")
     q.add_argument("--device", default="auto", help="auto, cpu or cuda")
     q.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -43,7 +46,7 @@ def _run(args: argparse.Namespace) -> int:
     data = args.data or cache_dir() / "detector_data"
     card = recalibrate_detector(args.base, passes, args.out, data, args.version, install=args.install,
                                 device=args.device, progress=console_progress("calibrate "), native=args.native,
-                                textured=args.textured)
+                                textured=args.textured, images=args.images)
     print(json.dumps({"inference": card["inference"], "validation": card["metrics"]["validation"],
                       "calibration": card["calibration"]}, indent=2))
     return 0

@@ -201,6 +201,39 @@ def grow_slice(
     return out
 
 
+def grown_case(
+    hu2d: NDArray[np.float32],
+    pixel_mm: tuple[float, float],
+    n_slices: int,
+    rng: np.random.Generator,
+    name: str,
+    series_uid: str,
+    lesion_free: bool,
+) -> EvalCase:
+    """One slice grown into a volume (:func:`grow_slice`, 2.5 mm slices) with 1-3 lesions inserted in its body.
+
+    The construction of the real-background test volumes; ``rng`` draws the growth, then the lesions.
+    Lesions are 5 mm to a fifth of the field of view (at most 25 mm) across and keep 3 slices from either end.
+    """
+    from medviewer.training.phantom import insert_lesions
+
+    py, px = pixel_mm
+    vol_hu = grow_slice(hu2d, n_slices, rng, min(py, px))
+    spacing = (2.5, py, px)
+    allowed = body_mask(vol_hu)
+    allowed[:3] = False
+    allowed[-3:] = False
+    lesions: list[Any] = []
+    if not lesion_free and allowed.any():
+        fov = min(hu2d.shape[0] * py, hu2d.shape[1] * px)
+        dmax = float(min(25.0, fov / 5.0))
+        n = int(rng.integers(1, 4))
+        vol_hu, _, lesions = insert_lesions(vol_hu, spacing, rng, n, allowed=allowed, diameter_range_mm=(5.0, max(6.0, dmax)))
+    vol = Volume(np.asarray(vol_hu, np.float32), spacing=spacing, metadata=VolumeMetadata(modality="CT", series_uid=series_uid))
+    c, d, k = _lesion_truth(vol, lesions)
+    return EvalCase(name, vol, c, d, k)
+
+
 def real_background_cases(
     per_slice: int = REAL_VOLUMES_PER_SLICE,
     n_slices: int = REAL_SLICES_PER_VOLUME,
@@ -210,9 +243,7 @@ def real_background_cases(
     cancel: CancelFn | None = None,
     cache: Path | None = None,
 ) -> list[EvalCase]:
-    """Real CT slices grown into short volumes with inserted lesions (see module docstring)."""
-    from medviewer.training.phantom import insert_lesions
-
+    """Real CT slices grown into short volumes with inserted lesions (see module docstring and :func:`grown_case`)."""
     prog = Progress(progress)
     out: list[EvalCase] = []
     total = len(names) * per_slice
@@ -227,27 +258,8 @@ def real_background_cases(
                 prog(len(out) / total, "real-background volumes")
                 continue
             rng = np.random.default_rng([seed, si, r])
-            vol_hu = grow_slice(hu2d, n_slices, rng, min(py, px))
-            spacing = (2.5, py, px)
-            allowed = body_mask(vol_hu)
-            allowed[:3] = False
-            allowed[-3:] = False
             lesion_free = (si * per_slice + r) % 5 == 4
-            lesions: list[Any] = []
-            if not lesion_free and allowed.any():
-                fov = min(hu2d.shape[0] * py, hu2d.shape[1] * px)
-                dmax = float(min(25.0, fov / 5.0))
-                n = int(rng.integers(1, 4))
-                vol_hu, _, lesions = insert_lesions(
-                    vol_hu, spacing, rng, n, allowed=allowed, diameter_range_mm=(5.0, max(6.0, dmax))
-                )
-            vol = Volume(
-                np.asarray(vol_hu, np.float32),
-                spacing=spacing,
-                metadata=VolumeMetadata(modality="CT", series_uid=f"real-{name}-{r}"),
-            )
-            c, d, k = _lesion_truth(vol, lesions)
-            case = EvalCase(case_name, vol, c, d, k)
+            case = grown_case(hu2d, (py, px), n_slices, rng, case_name, f"real-{name}-{r}", lesion_free)
             if cache is not None:
                 save_case(case, cache)
             out.append(case)

@@ -37,6 +37,10 @@ NATIVE_SEED0 = 3_000_000
 #: Shape and spacing of a native-resolution calibration phantom: a 512 x 512 body CT at 0.7 mm.
 NATIVE_SHAPE: tuple[int, int, int] = (40, 512, 512)
 NATIVE_SPACING: tuple[float, float, float] = (2.5, 0.7, 0.7)
+#: First part of the seeds ``[IMAGE_SEED0, i]`` of the image-background calibration volumes (:func:`image_background_cases`).
+IMAGE_SEED0 = 4_000_000
+#: Pixels per side and mm per pixel of an image-background calibration volume's slices: a 512 x 512 CT at 0.7 mm.
+IMAGE_GRID: tuple[int, float] = (512, 0.7)
 
 
 def parse_pass(spec: str) -> Pass:
@@ -72,6 +76,57 @@ def volume_logits(
     return np.array(centres, dtype=np.float64).reshape(-1, 3), np.array([c.logit for c in cands], dtype=np.float64)
 
 
+def candidate_pool(
+    model: LesionNet, cases: Sequence[Any], passes: Sequence[Pass], device: torch.device | str = "cpu",
+    progress: ProgressFn | None = None,
+) -> dict[str, NDArray[np.float64]]:
+    """Raw logits of every candidate on ``cases`` (evaluation cases with their lesions) and whether it hits one."""
+    prog = Progress(progress)
+    logits, hits = [np.zeros(0)], [np.zeros(0)]
+    for i, case in enumerate(cases):
+        c, lg = volume_logits(model, case.volume, passes, device)
+        is_tp, _ = frocm.match_candidates(case.truth, frocm.ScanDetections(c, lg))
+        logits.append(lg)
+        hits.append(is_tp.astype(float))
+        prog((i + 1) / len(cases), f"candidates on {case.name}")
+    return {"logits": np.concatenate(logits), "hits": np.concatenate(hits)}
+
+
+def image_background_cases(
+    n: int,
+    seed0: int = IMAGE_SEED0,
+    grid: tuple[int, float] = IMAGE_GRID,
+    n_slices: int = 24,
+    progress: ProgressFn | None = None,
+    cache: Path | None = None,
+) -> list[Any]:
+    """``n`` volumes built as the real-background test volumes are, from image slices instead of CT slices.
+
+    Volume ``i`` is :func:`medviewer.training.image_slices.image_slice` (seed ``[seed0, i]``, ``grid``: pixels
+    per side and mm per pixel) grown and given lesions by
+    :func:`medviewer.training.evaluate_detector.grown_case`, every fifth one lesion-free. The image slices are
+    MR and radiograph images given CT values, none of them an evaluation file; no test slice is used.
+    """
+    from medviewer.training.evaluate_detector import grown_case, load_case, save_case
+    from medviewer.training.image_slices import image_slice
+
+    prog = Progress(progress)
+    size, pixel_mm = grid
+    out = []
+    for i in range(n):
+        name = f"image-{seed0}-{i}-{size}x{pixel_mm:g}mm-{n_slices}"
+        case = load_case(cache, name) if cache is not None else None
+        if case is None:
+            rng = np.random.default_rng([seed0, i])
+            hu2d = image_slice(rng, size, pixel_mm)
+            case = grown_case(hu2d, (pixel_mm, pixel_mm), n_slices, rng, name, f"image-{seed0}-{i}", i % 5 == 4)
+            if cache is not None:
+                save_case(case, cache)
+        out.append(case)
+        prog((i + 1) / n, "image-background calibration volumes")
+    return out
+
+
 def native_calibration(
     model: LesionNet,
     passes: Sequence[Pass],
@@ -92,14 +147,7 @@ def native_calibration(
 
     prog = Progress(progress)
     cases = phantom_cases(n, NATIVE_SEED0, shape, spacing, prog.sub(0.0, 0.3), None, cache)
-    logits, hits = [], []
-    for i, case in enumerate(cases):
-        c, lg = volume_logits(model, case.volume, passes, device)
-        is_tp, _ = frocm.match_candidates(case.truth, frocm.ScanDetections(c, lg))
-        logits.append(lg)
-        hits.append(is_tp.astype(float))
-        prog(0.3 + 0.7 * (i + 1) / len(cases), "native-resolution calibration")
-    fit = pooled_calibration({"logits": np.concatenate(logits), "hits": np.concatenate(hits)})
+    fit = pooled_calibration(candidate_pool(model, cases, passes, device, prog.sub(0.3, 1.0)))
     temperature, bias, ece_raw, ece = fit["temperature"], fit["bias"], fit["ece_raw"], fit["ece"]
     return {
         "method": "temperature scaling (with offset) of the centre heat-map peak logit, fitted by NLL on phantoms "
@@ -127,6 +175,8 @@ def recalibrate_detector(
     native: int = 0,
     native_grid: tuple[tuple[int, int, int], tuple[float, float, float]] = (NATIVE_SHAPE, NATIVE_SPACING),
     textured: bool = False,
+    images: int = 0,
+    image_grid: tuple[int, float] = IMAGE_GRID,
 ) -> dict[str, Any]:
     """Calibrate the detector in ``base`` for ``passes``; write it to ``out``.
 
@@ -136,12 +186,16 @@ def recalibrate_detector(
     rendered at a native CT pixel (:func:`native_calibration`, ``native_grid``
     their shape and spacing); the validation metrics in the card come from the
     validation phantoms either way. ``textured`` pools the validation phantoms'
-    candidates with those of the same volumes with tissue texture for the fit.
+    candidates with those of the same volumes with tissue texture for the fit. ``images`` > 0 pools the
+    candidates of that many volumes built like the real-background test volumes from image slices
+    (:func:`image_background_cases`, ``image_grid`` their slices' size and pixel) into the validation fit.
     """
-    if textured and native > 0:
-        raise ModelError("choose --textured or --native, not both")
+    if native > 0 and (textured or images > 0):
+        raise ModelError("--native fits on native phantoms alone: choose it or --textured / --images, not both")
     if not passes:
         raise ModelError("name at least one detector pass")
+    if images < 0:
+        raise ModelError("--images counts calibration volumes: 0 or more")
     inference_passes({"inference": passes_json(list(passes))})  # the same checks as a card gets
     prog = Progress(progress)
     tensors, card = load_weights(MODEL_NAME, base)
@@ -161,19 +215,30 @@ def recalibrate_detector(
             f"on {int(native)} phantoms rendered at a native CT pixel"
             if native > 0
             else "on the validation phantoms" + (", plain and with tissue texture, pooled," if textured else "")
+            + (f" with {int(images)} image-background volumes built like the real-background test volumes" if images > 0 else "")
         )
         + " for them",
         "command": f"medviewer calibrate detector {base} --passes "
         + " ".join(p.spec() for p in passes)
         + f" --out {out} --version {version}"
-        + (" --textured" if textured else ""),
+        + (" --textured" if textured else "")
+        + (f" --images {int(images)}" if images > 0 else ""),
     }
     state = {"step": int(card.get("steps", 0))}
     out.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
+    extra = None
+    if images > 0:
+        cases = image_background_cases(int(images), IMAGE_SEED0, image_grid, progress=prog.sub(0.2, 0.3),
+                                       cache=cache_dir() / "detector_image_calibration")
+        extra = {**candidate_pool(model.to(dev), cases, passes, dev, prog.sub(0.3, 0.5)),
+                 "note": f"{int(images)} volumes built like the real-background test volumes from image slices (MR and "
+                 f"radiograph images given CT values, no CT; seeds [{IMAGE_SEED0}, i], {image_grid[0]} px at "
+                 f"{image_grid[1]:g} mm)"}
     end = 0.6 if native > 0 else 1.0
-    new_card = finalize(out, model, state, val, training, dev, install and native <= 0, version, prog.sub(0.2, end), passes,
-                        calibrate_textured=textured)
+    new_card = finalize(out, model, state, val, training, dev, install and native <= 0, version,
+                        prog.sub(0.5 if images > 0 else 0.2, end), passes, calibrate_textured=textured,
+                        extra_candidates=extra)
     if native > 0:
         cal = native_calibration(model.to(dev), passes, int(native), dev, prog.sub(0.6, 1.0),
                                  cache_dir() / "detector_native_calibration", *native_grid)
@@ -189,4 +254,5 @@ def recalibrate_detector(
     return new_card
 
 
-__all__ = ["NATIVE_SEED0", "parse_pass", "volume_logits", "native_calibration", "recalibrate_detector"]
+__all__ = ["NATIVE_SEED0", "IMAGE_SEED0", "parse_pass", "volume_logits", "candidate_pool", "image_background_cases",
+           "native_calibration", "recalibrate_detector"]

@@ -279,24 +279,30 @@ def finalize(
     progress: ProgressFn | None = None,
     passes: Sequence[Pass] = PASSES,
     calibrate_textured: bool = False,
+    extra_candidates: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Calibrate on the validation volumes for the inference ``passes``, write ``run/detector.*`` and optionally install.
 
     The temperature and offset are fitted on the plain validation volumes' candidates, or with
     ``calibrate_textured`` on those and the same volumes' candidates with tissue texture pooled: the
     textured ones carry the kind of false candidates the mottling of real tissue raises.
+    ``extra_candidates`` (``logits``, ``hits`` and ``note``, a phrase naming them) joins the pool.
     """
     prog = Progress(progress)
     res = validate(model, val, device, prog.sub(0.0, 0.5), passes=passes)
     textured = validate(model, with_texture(val), device, prog.sub(0.5, 1.0), passes=passes)
     method = "temperature scaling (with offset) of the centre heat-map peak logit, fitted by NLL on validation phantoms"
     fit = res
-    if calibrate_textured:
-        fit = pooled_calibration(res, textured)
+    pool = [res] + ([textured] if calibrate_textured else []) + ([extra_candidates] if extra_candidates else [])
+    if len(pool) > 1:
+        fit = pooled_calibration(*pool)
         res = {**res, "temperature": fit["temperature"], "bias": fit["bias"],
                "ece": frocm.expected_calibration_error(expit(res["logits"] / fit["temperature"] + fit["bias"]),
                                                        res["hits"])[0]}
+    if calibrate_textured:
         method += ", plain and with tissue texture (the same volumes, add_texture), candidates pooled"
+    if extra_candidates:
+        method += f", pooled with the candidates of {extra_candidates['note']}"
     calibration = {
         "method": method,
         "temperature": round(fit["temperature"], 5),
