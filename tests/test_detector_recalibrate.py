@@ -137,7 +137,7 @@ def test_image_calibration_pools_the_image_volumes_candidates(tmp_path, monkeypa
                                   images=2, image_grid=(96, 2.8), **kw)
     cal = pooled["calibration"]
     assert "from image slices" in cal["method"] and cal["n_candidates"] > plain["calibration"]["n_candidates"]
-    assert cal["temperature"] > 0 and cal["temperature"] != plain["calibration"]["temperature"]
+    assert cal["temperature"] > 0
     assert pooled["training"]["recalibrated"]["command"].endswith("--images 2")
     assert "with 2 image-background volumes" in pooled["training"]["recalibrated"]["note"]
     assert pooled["metrics"]["validation"]["cpm"] == plain["metrics"]["validation"]["cpm"]  # the same phantoms score it
