@@ -71,12 +71,18 @@ def test_native_calibration_is_fitted_on_native_phantoms(tmp_path, monkeypatch):
     assert list((tmp_path / "cache" / "detector_native_calibration").glob("*.npz"))  # the phantoms are cached
 
 
+def _shipped_copy(folder):
+    """The shipped detector (trained weights: they raise candidates) copied to ``folder``; the options of a small
+    recalibration on one chest validation phantom."""
+    tensors, shipped = load_weights("detector", models_dir())
+    save_weights("detector", tensors, {k: v for k, v in shipped.items() if k != "sha256"}, folder)
+    groups = volume_groups(["chest=1/1", "kidney=0/0", "host-hu=0/0", "head=0/0"])
+    return dict(device="cpu", groups=groups, shape=(16, 128, 128))
+
+
 @pytest.mark.skipif(not (models_dir() / "detector.safetensors").is_file(), reason="no shipped detector")
 def test_textured_calibration_pools_the_textured_candidates(tmp_path):
-    tensors, shipped = load_weights("detector", models_dir())  # trained weights: they raise candidates
-    save_weights("detector", tensors, {k: v for k, v in shipped.items() if k != "sha256"}, tmp_path / "a")
-    groups = volume_groups(["chest=1/1", "kidney=0/0", "host-hu=0/0", "head=0/0"])
-    kw = dict(device="cpu", groups=groups, shape=(16, 128, 128))
+    kw = _shipped_copy(tmp_path / "a")
     plain = recalibrate_detector(tmp_path / "a", [Pass(1.0, True)], tmp_path / "p", tmp_path / "data", "1.1-p", **kw)
     pooled = recalibrate_detector(tmp_path / "a", [Pass(1.0, True)], tmp_path / "t", tmp_path / "data", "1.1-t",
                                   textured=True, **kw)
@@ -128,10 +134,7 @@ def test_image_background_cases_are_built_like_the_test_volumes(tmp_path):
 @pytest.mark.skipif(not (models_dir() / "detector.safetensors").is_file(), reason="no shipped detector")
 def test_image_calibration_pools_the_image_volumes_candidates(tmp_path, monkeypatch):
     monkeypatch.setenv("MEDVIEWER_CACHE", str(tmp_path / "cache"))
-    tensors, shipped = load_weights("detector", models_dir())  # trained weights: they raise candidates
-    save_weights("detector", tensors, {k: v for k, v in shipped.items() if k != "sha256"}, tmp_path / "a")
-    groups = volume_groups(["chest=1/1", "kidney=0/0", "host-hu=0/0", "head=0/0"])
-    kw = dict(device="cpu", groups=groups, shape=(16, 128, 128))
+    kw = _shipped_copy(tmp_path / "a")
     plain = recalibrate_detector(tmp_path / "a", [Pass(1.0, False)], tmp_path / "p", tmp_path / "data", "1.1-p", **kw)
     pooled = recalibrate_detector(tmp_path / "a", [Pass(1.0, False)], tmp_path / "i", tmp_path / "data", "1.1-i",
                                   images=2, image_grid=(96, 2.8), **kw)
