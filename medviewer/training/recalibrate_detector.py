@@ -5,7 +5,10 @@ fitted for one inference pipeline: averaging a finer in-plane pass or a mirror
 pass changes the logits (:mod:`medviewer.ai.detect_passes`). This re-fits it on
 the same validation phantoms as a trained detector
 (:func:`medviewer.training.train_detector.finalize`) and writes a model card
-that keeps the training record and names the change.
+that keeps the training record and names the change. Other calibration sets:
+phantoms at a native CT pixel (``--native``), and volumes built like the
+real-background test volumes from image slices pooled with the validation
+phantoms (``--images``, :func:`image_background_cases`).
 """
 
 from __future__ import annotations
