@@ -99,7 +99,7 @@ def image_background_cases(
     n: int,
     seed0: int = IMAGE_SEED0,
     grid: tuple[int, float] = IMAGE_GRID,
-    n_slices: int = 24,
+    n_slices: int | None = None,
     progress: ProgressFn | None = None,
     cache: Path | None = None,
 ) -> list[Any]:
@@ -109,10 +109,12 @@ def image_background_cases(
     per side and mm per pixel) grown and given lesions by
     :func:`medviewer.training.evaluate_detector.grown_case`, every fifth one lesion-free. The image slices are
     MR and radiograph images given CT values, none of them an evaluation file; no test slice is used.
+    ``n_slices`` defaults to the test volumes' slice count.
     """
-    from medviewer.training.evaluate_detector import grown_case, load_case, save_case
+    from medviewer.training.evaluate_detector import REAL_SLICES_PER_VOLUME, grown_case, load_case, save_case
     from medviewer.training.image_slices import image_slice
 
+    n_slices = REAL_SLICES_PER_VOLUME if n_slices is None else n_slices
     prog = Progress(progress)
     size, pixel_mm = grid
     out = []
