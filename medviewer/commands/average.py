@@ -1,4 +1,4 @@
-"""`medviewer average detector BASE PARTNER --weight A`: a weight average of two detectors."""
+"""`medviewer average detector|denoiser BASE PARTNER --weight A`: a weight average of two models."""
 
 from __future__ import annotations
 
@@ -24,6 +24,13 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     q.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     q.add_argument("--install", action="store_true", help="also write the average into resources/models")
     q.set_defaults(func=_run)
+    d = models.add_parser("denoiser", help="low-dose CT denoiser (written to OUT/model; `evaluate denoiser` scores it)")
+    d.add_argument("base", type=Path, help="folder with denoiser.safetensors + denoiser.json (e.g. resources/models)")
+    d.add_argument("partner", type=Path, help="folder of the second denoiser (e.g. a training run's OUT/model)")
+    d.add_argument("--weight", type=float, required=True, metavar="A", help="weight of PARTNER in [0, 1]; BASE gets 1 - A")
+    d.add_argument("--out", type=Path, required=True, help="folder for the average (OUT/model/denoiser.*)")
+    d.add_argument("--version", required=True, help="version written to the model card")
+    d.set_defaults(func=_run_denoiser)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -41,4 +48,12 @@ def _run(args: argparse.Namespace) -> int:
         install=args.install, device=args.device, progress=console_progress("average "),
     )
     print(json.dumps({"validation": card["metrics"]["validation"], "calibration": card["calibration"]}, indent=2))
+    return 0
+
+
+def _run_denoiser(args: argparse.Namespace) -> int:
+    from medviewer.training.average_denoiser import average_denoisers
+
+    card = average_denoisers(args.base, args.partner, args.weight, args.out, args.version)
+    print(f"wrote {args.out / 'model'}: {card['training']['method']}")
     return 0

@@ -10,15 +10,14 @@ validated on the same validation phantoms as a trained detector
 both parents, their weights and hashes.
 
 BatchNorm running statistics are averaged like every other float tensor;
-integer buffers (``num_batches_tracked``) are taken from the base.
+integer buffers (``num_batches_tracked``) are taken from the base
+(:func:`medviewer.training.weight_average.average_tensors`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from medviewer.ai.detector import build_model
 from medviewer.ai.device import resolve_device
@@ -28,49 +27,7 @@ from medviewer.errors import ModelError
 from medviewer.progress import Progress, ProgressFn
 from medviewer.training.detector_data import load_validation
 from medviewer.training.train_detector import finalize
-
-
-def average_tensors(
-    base: dict[str, torch.Tensor], partner: dict[str, torch.Tensor], weight: float
-) -> dict[str, torch.Tensor]:
-    """``(1 - weight) * base + weight * partner`` for every float tensor; integer tensors from ``base``.
-
-    Raises
-    ------
-    ModelError
-        ``weight`` outside [0, 1], or the two sets differ in names or shapes
-        (different architectures cannot be averaged).
-    """
-    if not 0.0 <= weight <= 1.0:
-        raise ModelError(f"averaging weight {weight}: must lie in [0, 1]")
-    if set(base) != set(partner):
-        missing = sorted(set(base) ^ set(partner))
-        raise ModelError(f"the two detectors have different tensors ({', '.join(missing[:4])} ...): not the same architecture")
-    out: dict[str, torch.Tensor] = {}
-    for name, a in base.items():
-        b = partner[name]
-        if a.shape != b.shape:
-            raise ModelError(f"tensor {name} has shape {tuple(a.shape)} in one detector and {tuple(b.shape)} in the other")
-        if a.is_floating_point():
-            out[name] = ((1.0 - weight) * a.double() + weight * b.double()).to(a.dtype)
-        else:
-            out[name] = a.clone()
-    return out
-
-
-def _parent(card: dict[str, Any], folder: Path, weight: float) -> dict[str, Any]:
-    training = card.get("training") or {}
-    return {
-        "model": f"{card.get('name', MODEL_NAME)} {card.get('version')}",
-        "folder": str(folder),
-        "sha256": card.get("sha256"),
-        "weight": round(weight, 6),
-        "steps": card.get("steps"),
-        "initialised_from": training.get("initialised_from"),
-        "augmentation": training.get("augmentation"),
-        "command": training.get("command"),
-        "note": training.get("note"),
-    }
+from medviewer.training.weight_average import average_tensors, parent_entry
 
 
 def average_detectors(
@@ -103,7 +60,7 @@ def average_detectors(
     model = build_model(c_base.get("config"))
     load_state_into(model, average_tensors(t_base, t_partner, weight), f"the average of {base} and {partner}")
     val = load_validation(data, groups, shape, prog.sub(0.0, 0.2))
-    parents = [_parent(c_base, base, 1.0 - weight), _parent(c_partner, partner, weight)]
+    parents = [parent_entry(c_base, base, 1.0 - weight, MODEL_NAME), parent_entry(c_partner, partner, weight, MODEL_NAME)]
     data_base = (c_base.get("training") or {}).get("data", "project-generated CT phantoms only")
     data_partner = (c_partner.get("training") or {}).get("data", "project-generated CT phantoms only")
     train_info = {
