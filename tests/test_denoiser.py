@@ -304,7 +304,7 @@ def test_train_main_resume_keeps_the_runs_recipe(tmp_path, monkeypatch):
                   phantoms=None, head_phantoms=None, slices_per_phantom=None, minutes=None)
     assert td.main(argparse.Namespace(steps=2, resume=False, seed=3, air_patches=0.25, target="full", version="9.1-test",
                                       psf_mm=[0.1, 0.4], cut=0.3, pixel_loss="rmse", gradient_weight=0.1, ssim_weight=0.5,
-                                      **common)) == 0
+                                      patch=40, **common)) == 0
     # resumed with a larger step cap only: seed, air share, target and version stay the run's
     assert td.main(argparse.Namespace(steps=3, resume=True, seed=0, **common)) == 0
     meta = json.loads((run / "checkpoint.json").read_text())
@@ -312,13 +312,17 @@ def test_train_main_resume_keeps_the_runs_recipe(tmp_path, monkeypatch):
     config = meta["config"]
     assert (config["seed"], config["air_patches"], config["target"], config["version"]) == (3, 0.25, "full", "9.1-test")
     assert config["psf_mm"] == [0.1, 0.4] and config["cut"] == 0.3 and config["loss"]["pixel_norm"] == "rmse"
-    assert config["loss"]["gradient"] == 0.1
+    assert config["loss"]["gradient"] == 0.1 and config["patch"] == 40
     assert TrainConfig.from_json(config).to_json() == config  # the recipe round-trips
     card = json.loads((run / "model" / "denoiser.json").read_text())
     assert "taken wherever they fall" in card["training"]["patch_sampling"] and card["training"]["steps"] == 3
     assert card["loss"]["why"].startswith("RMSE pixel loss") and card["loss"]["weights"]["pixel_norm"] == "rmse"
     assert card["loss"]["weights"]["gradient"] == 0.1 and "(weight 0.1)" in card["loss"]["why"]
+    assert card["training"]["patch_px"] == 40
     assert config["loss"]["ssim"] == 0.5 and "1 - SSIM computed as the evaluation scores it (weight 0.5)" in card["loss"]["why"]
+    with pytest.raises(ModelError, match="--patch 36"):  # not a multiple of 8: refused before anything is trained
+        td.main(argparse.Namespace(steps=2, resume=False, seed=0, patch=36, **dict(common, out=tmp_path / "bad")))
+    assert not (tmp_path / "bad").exists()
 
 
 SHIPPED = models_dir() / "denoiser.safetensors"

@@ -87,6 +87,13 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                 "patches are redrawn)",
             )
             q.add_argument(
+                "--patch",
+                type=int,
+                default=None,
+                metavar="PX",
+                help="side of the square training patches in pixels, a multiple of 8 from 32 to 512 (default 96)",
+            )
+            q.add_argument(
                 "--pixel-loss",
                 choices=("l1", "rmse"),
                 default=None,

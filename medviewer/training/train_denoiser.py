@@ -912,6 +912,9 @@ def main(args: argparse.Namespace) -> int:
     from medviewer.ai.device import resolve_device
     from medviewer.resources import cache_dir
 
+    patch = getattr(args, "patch", None)
+    if patch is not None and (int(patch) % 8 or not 32 <= int(patch) <= 512):
+        raise ModelError(f"--patch {patch}: choose a multiple of 8 from 32 to 512 pixels")
     if args.threads:
         torch.set_num_threads(int(args.threads))
     device = resolve_device(args.device)
@@ -959,6 +962,8 @@ def main(args: argparse.Namespace) -> int:
         if not 0.0 <= float(air) <= 1.0:
             raise ModelError(f"--air-patches {air}: choose a share between 0 and 1")
         cfg.air_patches = float(air)
+    if patch is not None:
+        cfg.patch = int(patch)
     norm = getattr(args, "pixel_loss", None)
     if norm is not None:
         if norm not in PIXEL_NORMS:
