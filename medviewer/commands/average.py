@@ -10,27 +10,27 @@ from pathlib import Path
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = sub.add_parser(
         "average",
-        help="average the weights of two models fine-tuned from the same weights (a model soup), then calibrate",
+        help="average the weights of two models fine-tuned from the same weights (a model soup)",
     )
     models = p.add_subparsers(dest="model", metavar="MODEL", required=True)
-    q = models.add_parser("detector", help="lesion detector")
-    q.add_argument("base", type=Path, help="folder with detector.safetensors + detector.json (e.g. resources/models)")
-    q.add_argument("partner", type=Path, help="folder of the second detector (e.g. a training run's --out)")
-    q.add_argument("--weight", type=float, required=True, metavar="A", help="weight of PARTNER in [0, 1]; BASE gets 1 - A")
-    q.add_argument("--out", type=Path, required=True, help="folder for the averaged detector and its model card")
-    q.add_argument("--version", required=True, help="version written to the model card")
-    q.add_argument("--data", type=Path, default=None, help="dataset cache folder (validation phantoms in DATA/val)")
-    q.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    q.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    q.add_argument("--install", action="store_true", help="also write the average into resources/models")
-    q.set_defaults(func=_run)
-    d = models.add_parser("denoiser", help="low-dose CT denoiser (written to OUT/model; `evaluate denoiser` scores it)")
-    d.add_argument("base", type=Path, help="folder with denoiser.safetensors + denoiser.json (e.g. resources/models)")
-    d.add_argument("partner", type=Path, help="folder of the second denoiser (e.g. a training run's OUT/model)")
-    d.add_argument("--weight", type=float, required=True, metavar="A", help="weight of PARTNER in [0, 1]; BASE gets 1 - A")
-    d.add_argument("--out", type=Path, required=True, help="folder for the average (OUT/model/denoiser.*)")
-    d.add_argument("--version", required=True, help="version written to the model card")
-    d.set_defaults(func=_run_denoiser)
+    for name, helptext, partner_eg, out_help in (
+        ("detector", "lesion detector (calibrated on the validation phantoms)", "a training run's --out",
+         "folder for the averaged detector and its model card"),
+        ("denoiser", "low-dose CT denoiser (written to OUT/model; `evaluate denoiser` scores it)",
+         "a training run's OUT/model", "folder for the average (OUT/model/denoiser.*)"),
+    ):
+        q = models.add_parser(name, help=helptext)
+        q.add_argument("base", type=Path, help=f"folder with {name}.safetensors + {name}.json (e.g. resources/models)")
+        q.add_argument("partner", type=Path, help=f"folder of the second {name} (e.g. {partner_eg})")
+        q.add_argument("--weight", type=float, required=True, metavar="A", help="weight of PARTNER in [0, 1]; BASE gets 1 - A")
+        q.add_argument("--out", type=Path, required=True, help=out_help)
+        q.add_argument("--version", required=True, help="version written to the model card")
+        if name == "detector":
+            q.add_argument("--data", type=Path, default=None, help="dataset cache folder (validation phantoms in DATA/val)")
+            q.add_argument("--device", default="auto", help="auto, cpu or cuda")
+            q.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+            q.add_argument("--install", action="store_true", help="also write the average into resources/models")
+        q.set_defaults(func=_run if name == "detector" else _run_denoiser)
 
 
 def _run(args: argparse.Namespace) -> int:
