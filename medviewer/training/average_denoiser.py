@@ -41,7 +41,10 @@ def average_denoisers(base: Path, partner: Path, weight: float, out: Path, versi
     arch_base = (c_base.get("architecture") or {}).get("config")
     if arch_base != (c_partner.get("architecture") or {}).get("config"):
         raise ModelError(f"the denoisers in {base} and {partner} have different architectures (model-card 'config')")
-    model = DenoiserNet(DenoiserConfig.from_json(arch_base if isinstance(arch_base, dict) else {}))
+    try:
+        model = DenoiserNet(DenoiserConfig.from_json(arch_base if isinstance(arch_base, dict) else {}))
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"model card {base / (MODEL_NAME + '.json')} has an invalid architecture: {exc}") from exc
     load_state_into(model, average_tensors(t_base, t_partner, weight), f"the average of {base} and {partner}")
     parents = [parent_entry(c_base, base, 1.0 - weight, MODEL_NAME), parent_entry(c_partner, partner, weight, MODEL_NAME)]
     data_base = (c_base.get("training") or {}).get("data", "")
