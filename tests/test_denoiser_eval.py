@@ -69,6 +69,11 @@ def test_evaluate_tables_and_difference_maps(tmp_path):
     assert set(levels) == {f"{s:g}" for s in STRENGTH_LEVELS if s != 1.0}
     assert entry["ai_by_strength"]["0.5"]["psnr"] == pytest.approx(levels["0.5"]["psnr"], abs=0.01)
     assert "50 %: " in text and "AI at the viewer's lower strengths" in text
+    # the oracle bound over those strengths: never below the AI at 100 % nor below any single strength
+    best = entry["ai_best_strength"]
+    assert best["psnr"] >= max([by["ai"]["psnr"]] + [v["psnr"] for v in levels.values()]) - 0.01
+    assert best["strength_by_case"]["CT_small"] in {"1", *levels}
+    assert "AI at the best of these strengths per slice, picked with the reference" in text
     json.dumps(summary)
     json.dumps(rows)
 
@@ -136,3 +141,14 @@ def test_tables_compare_the_ai_with_bm3d_too(tmp_path):
     text = (tmp_path / "r.md").read_text()
     assert "Against tuned BM3D: PSNR -0.50 dB, SSIM -0.0030 (does not beat it on both)." in text
     assert "| X | 45.50 / 45.00 (+0.50) |" in text and "| X | 45.50 / 46.00 (-0.50) |" in text
+
+
+def test_best_strength_bound_picks_per_slice():
+    """The oracle bound picks, slice by slice, the strength that scores best: 100 % on one, 60 % on the other."""
+    rows = [
+        {"case": "A", "psnr": 45.0, "ssim": 0.97, "by_strength": {"0.9": {"psnr": 44.0, "ssim": 0.96}, "0.6": {"psnr": 43.0, "ssim": 0.95}}},
+        {"case": "B", "psnr": 40.0, "ssim": 0.90, "by_strength": {"0.9": {"psnr": 41.0, "ssim": 0.91}, "0.6": {"psnr": 42.0, "ssim": 0.93}}},
+    ]
+    b = ev.best_strength_bound(rows)
+    assert b["strength_by_case"] == {"A": "1", "B": "0.6"}
+    assert b["psnr"] == pytest.approx(43.5) and b["ssim"] == pytest.approx(0.95)
