@@ -20,7 +20,7 @@ Run::
     python benchmarks/denoiser_noise_draws.py                       # shipped model, 3 draws
     python benchmarks/denoiser_noise_draws.py --draws 1 --compare runs/x/model
 
-About 40 s per draw and dose on 2 cores (most of it tuning NLM).
+About 20 s per draw and dose on 2 cores, most of it tuning NLM.
 """
 
 from __future__ import annotations
