@@ -57,6 +57,13 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                 "given CT values (real structure; no CT evaluation file; default 0)",
             )
             q.add_argument(
+                "--photos",
+                type=int,
+                default=None,
+                help="sets of slices per body pixel size made from the photographs bundled with scikit-image, given "
+                "CT values as --images are (real-world structure; default 0)",
+            )
+            q.add_argument(
                 "--refine",
                 type=int,
                 default=None,

@@ -56,6 +56,8 @@ DATASET_VERSION = 2
 HU_MIN, HU_MAX = -1024, 3071
 Z_SPAN_MM = 200.0
 """Craniocaudal span from which denoising slices are taken (upper chest to kidneys)."""
+REGIONS: tuple[str, ...] = ("body", "head", "leaves", "images", "photos")
+"""What a denoising set's slices are made from (:func:`build_denoising_pairs`' ``region``)."""
 
 
 def check_seed_range(seed: int, n: int) -> str:
@@ -250,6 +252,12 @@ def _denoise_job(root: str, pseed: int, slices: int, size: int, pixel_mm: float,
         images_rng = np.random.default_rng(np.random.SeedSequence([pseed, 2028]))
         clean = np.stack([image_slice(images_rng, size, pixel_mm, psf) for _ in range(slices)])
         contrast = False
+    elif region == "photos":  # scikit-image's bundled photographs given CT values: real-world structure, no anatomy
+        from medviewer.training.image_slices import image_slice, load_photo_sources
+
+        photos_rng = np.random.default_rng(np.random.SeedSequence([pseed, 2029]))
+        clean = np.stack([image_slice(photos_rng, size, pixel_mm, psf, sources=load_photo_sources()) for _ in range(slices)])
+        contrast = False
     elif region == "head":
         from medviewer.training.phantom_head import HEAD_Z_RANGE_MM
 
@@ -342,13 +350,14 @@ def build_denoising_pairs(
     full_dose_noise : bool
         True: ``full`` carries realistic full-dose noise (paired with the low
         dose by binomial thinning). False: ``full`` is the noise-free phantom.
-    region : {"body", "head", "leaves", "images"}
+    region : {"body", "head", "leaves", "images", "photos"}
         Chest/abdomen phantoms (slices over :data:`Z_SPAN_MM`), head phantoms
         (slices over :data:`medviewer.training.phantom_head.HEAD_Z_RANGE_MM`),
         dead-leaves slices (:mod:`medviewer.training.dead_leaves`; a generic
         image prior, no anatomy) or slices from the sample packages' MR and
         radiograph images given CT values (:mod:`medviewer.training.image_slices`;
-        real structure, no CT evaluation file).
+        real structure, no CT evaluation file), or slices from scikit-image's
+        bundled photographs given CT values (same module; real-world structure).
     psf_mm : (float, float), optional
         Range of the phantoms' in-plane scanner blur (Gaussian sigma, mm), one
         value per phantom drawn log-uniformly; default every phantom at
@@ -384,8 +393,8 @@ def build_denoising_pairs(
         raise ValueError(f"spacing must be positive, got {spacing}")
     params = {"slices_per_phantom": int(slices_per_phantom), "doses": [float(doses[0]), float(doses[1])], "size": int(size),
               "thickness": thickness, "pixel_mm": pixel, "full_dose_noise": bool(full_dose_noise)}
-    if region not in ("body", "head", "leaves", "images"):
-        raise ValueError(f"region must be body, head, leaves or images, got {region!r}")
+    if region not in REGIONS:
+        raise ValueError(f"region must be one of {', '.join(REGIONS)}, got {region!r}")
     if region != "body":  # body sets keep their cache folder names
         params["region"] = str(region)
     psf: tuple[float, float] | None = None

@@ -52,6 +52,25 @@ SOURCES: tuple[tuple[str, str, str, float], ...] = (
 )
 """(package, file, content, share of the slices) of the source images. The cross-sections (MR) get the larger
 shares: their structure is nearer a CT slice's than a radiograph's overlapping shadows."""
+PHOTO_SOURCES: tuple[tuple[str, str], ...] = (
+    ("camera", "a photographer on a lawn"),
+    ("astronaut", "a portrait"),
+    ("cat", "a cat's head (Chelsea)"),
+    ("coffee", "a cup of coffee"),
+    ("rocket", "a rocket on its launch pad"),
+    ("motorcycle_left", "a motorcycle"),
+    ("coins", "coins"),
+    ("moon", "the lunar surface"),
+    ("brick", "a brick wall"),
+    ("grass", "grass"),
+    ("gravel", "gravel"),
+    ("retina", "a fundus photograph of a retina"),
+    ("immunohistochemistry", "a stained tissue section"),
+)
+"""(scikit-image ``data`` function, content) of the pictures bundled with scikit-image that ``--photos`` slices are
+made from, drawn with equal chances: photographs, textures and two medical pictures of other kinds. Their grey levels
+are reflectance, not attenuation: like the MR and radiograph slices, they teach the denoiser structure (edges,
+texture, repeated patterns) and nothing about what a CT value means."""
 EVALUATION_FILES: frozenset[str] = frozenset({
     "CT_small.dcm", "J2K_pixelrep_mismatch.dcm", "693_UNCI.dcm", "693_UNCR.dcm", "693_J2KI.dcm", "693_J2KR.dcm",
     "explicit_VR-UN.dcm", "bad_sequence.dcm", "eCT_Supplemental.dcm",
@@ -83,9 +102,6 @@ def _source_path(package: str, name: str) -> str:
 def _load(package: str, name: str) -> NDArray[np.float32]:
     """Grey levels of one source in [0, 1] (0.5-99.5 % percentiles), brighter = denser, longer side <= MAX_SIDE."""
     import pydicom
-    from scipy import ndimage
-    from skimage.restoration import denoise_nl_means, estimate_sigma
-    from skimage.transform import downscale_local_mean
 
     try:
         ds = pydicom.dcmread(_source_path(package, name))
@@ -98,6 +114,15 @@ def _load(package: str, name: str) -> NDArray[np.float32]:
         raise ModelError(f"image slice source {name} is not a single grey-level frame (shape {arr.shape})")
     if str(ds.get("PhotometricInterpretation", "")) == "MONOCHROME1":  # radiographs: make bone bright
         arr = arr.max() - arr
+    return _grey_levels(arr)
+
+
+def _grey_levels(arr: NDArray[np.float32]) -> NDArray[np.float32]:
+    """``arr`` reduced to a longer side <= MAX_SIDE, stretched to [0, 1] and cleaned of its own noise."""
+    from scipy import ndimage
+    from skimage.restoration import denoise_nl_means, estimate_sigma
+    from skimage.transform import downscale_local_mean
+
     f = math.ceil(max(arr.shape) / MAX_SIDE)
     if f > 1:
         arr = downscale_local_mean(arr, (f, f)).astype(np.float32)
@@ -118,6 +143,25 @@ def load_sources() -> tuple[NDArray[np.float32], ...]:
     if any(name.rsplit("/", 1)[-1] in EVALUATION_FILES for _, name, _, _ in SOURCES):
         raise ModelError("an evaluation slice is listed as an image-slice source")
     return tuple(_load(package, name) for package, name, _, _ in SOURCES)
+
+
+def _load_photo(name: str) -> NDArray[np.float32]:
+    """Grey levels of one of scikit-image's bundled pictures (:data:`PHOTO_SOURCES`), as :func:`_load` gives them."""
+    from skimage import data
+    from skimage.color import rgb2gray
+
+    try:
+        arr = data.stereo_motorcycle()[0] if name == "motorcycle_left" else getattr(data, name)()
+    except Exception as exc:  # noqa: BLE001 - library boundary (STYLE.md section 4)
+        raise ModelError(f"photo source {name} cannot be read from scikit-image: {exc}") from exc
+    grey = rgb2gray(arr[..., :3]) if arr.ndim == 3 else np.asarray(arr, np.float64)
+    return _grey_levels(np.asarray(grey, np.float32))
+
+
+@functools.cache
+def load_photo_sources() -> tuple[NDArray[np.float32], ...]:
+    """The :data:`PHOTO_SOURCES` pictures as grey levels in [0, 1], read once per process."""
+    return tuple(_load_photo(name) for name, _ in PHOTO_SOURCES)
 
 
 def ct_curve(rng: np.random.Generator, grey: NDArray[np.float32]) -> NDArray[np.float32]:
@@ -184,4 +228,5 @@ def image_slice(rng: np.random.Generator, size: int, pixel_mm: float, psf_mm: fl
     return scanner_blur(img, pixel_mm, psf_mm)
 
 
-__all__ = ["SOURCES", "EVALUATION_FILES", "MAX_SIDE", "CROP_SHARE", "load_sources", "ct_curve", "image_slice"]
+__all__ = ["SOURCES", "PHOTO_SOURCES", "EVALUATION_FILES", "MAX_SIDE", "CROP_SHARE", "load_sources", "load_photo_sources",
+           "ct_curve", "image_slice"]

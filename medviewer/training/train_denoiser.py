@@ -137,6 +137,9 @@ class TrainConfig:
     """Sets of slices made from the sample packages' MR and radiograph images (:mod:`medviewer.training.image_slices`,
     real structure given CT values) per body pixel size, each of ``slices_per_phantom`` slices (the last set of each
     held out); 0 = none."""
+    n_photos: int = 0
+    """Sets of slices made from scikit-image's bundled photographs (:data:`medviewer.training.image_slices.PHOTO_SOURCES`,
+    real-world structure given CT values) per body pixel size, as ``n_images``; 0 = none."""
     target: str = "clean"
     """``"clean"``: the generator learns the noise-free phantom (E[clean | low dose]);
     ``"full"``: the simulated full-dose scan (E[full dose | low dose], which keeps the
@@ -625,11 +628,14 @@ def build_card(
             + (" and slices made from real MR and radiograph images of the pydicom-data and deid-data sample packages "
                "(medviewer.training.image_slices: random crops whose grey levels a random monotone curve maps to CT "
                "values; none of them CT, none an evaluation file)," if cfg.n_images else "")
+            + (" and slices made the same way from the photographs bundled with scikit-image (photographs, textures, a "
+               "fundus photograph and a stained tissue section; see medviewer.training.image_slices.PHOTO_SOURCES),"
+               if cfg.n_photos else "")
             + " and their low-dose versions from medviewer.training.lowdose (projection-domain simulation: "
             "forward projection, Poisson counts at the dose-scaled incident flux plus Gaussian "
             "electronic noise, log, filtered back-projection)."
             + (" No real CT data; the MR and radiograph images are the packages' de-identified samples." if cfg.n_images
-               else " No real patient data."),
+               else " No real patient data." if not cfg.n_photos else " No real CT data."),
             **data_info,
             "steps": step,
             "batch_size": cfg.batch_size,
@@ -678,8 +684,8 @@ def build_card(
         "limitations": (
             (
                 "Trained on phantoms" + (", dead-leaves slices" if cfg.n_leaves else "")
-                + " and MR and radiograph images given CT values (real structure; their grey levels are not attenuation), "
-                "all with simulated CT noise"
+                + " and MR and radiograph images" + (" and photographs" if cfg.n_photos else "")
+                + " given CT values (real structure; their grey levels are not attenuation), all with simulated CT noise"
                 if cfg.n_images
                 else "Trained on simulated data only (phantoms" + (" and dead-leaves slices" if cfg.n_leaves else "") + ")"
             )
@@ -737,6 +743,7 @@ def load_training_pairs(
         blocks += [("head", px, cfg.n_head_phantoms) for px in cfg.head_pixel_sizes if cfg.n_head_phantoms > 0]
         blocks += [("leaves", px, cfg.n_leaves) for px in cfg.pixel_sizes if cfg.n_leaves > 0]
         blocks += [("images", px, cfg.n_images) for px in cfg.pixel_sizes if cfg.n_images > 0]
+        blocks += [("photos", px, cfg.n_photos) for px in cfg.pixel_sizes if cfg.n_photos > 0]
         sets, seed0 = [], cfg.seed
         for region, px, n in blocks:
             sets.append(
@@ -803,6 +810,7 @@ def load_training_pairs(
         + (f", {cfg.n_head_phantoms} head per head pixel size" if cfg.n_head_phantoms > 0 and cfg.head_pixel_sizes else "")
         + (f", {cfg.n_leaves} sets of dead-leaves slices per body pixel size" if cfg.n_leaves > 0 else "")
         + (f", {cfg.n_images} sets of slices from MR and radiograph images per body pixel size" if cfg.n_images > 0 else "")
+        + (f", {cfg.n_photos} sets of slices from photographs per body pixel size" if cfg.n_photos > 0 else "")
         + "; the last one of each held out for validation)"
         if seeds
         else None,
@@ -810,7 +818,9 @@ def load_training_pairs(
         + (["dead leaves (random occluding ellipses with CT values inside a body outline: a generic image prior, no anatomy)"]
            if cfg.n_leaves > 0 else [])
         + (["MR and radiograph images given CT values (real structure of other modalities; not attenuation)"]
-           if cfg.n_images > 0 else []),
+           if cfg.n_images > 0 else [])
+        + (["photographs bundled with scikit-image given CT values (real-world structure; reflectance, not attenuation)"]
+           if cfg.n_photos > 0 else []),
         "slices_per_phantom": cfg.slices_per_phantom,
         "pixel_mm": pixels,
         "slice_thickness_mm": 2.5,
@@ -991,12 +1001,12 @@ def main(args: argparse.Namespace) -> int:
             raise ModelError(f"--psf-mm {lo:g} {hi:g}: choose 0 < LOW <= HIGH <= 5 (mm)")
         cfg.psf_mm = (lo, hi)
     sizes = {"phantoms": "n_phantoms", "head_phantoms": "n_head_phantoms", "slices_per_phantom": "slices_per_phantom",
-             "leaves": "n_leaves", "images": "n_images"}
+             "leaves": "n_leaves", "images": "n_images", "photos": "n_photos"}
     for option, attr in sizes.items():
         value = getattr(args, option, None)
         if value is None:
             continue
-        if int(value) < (0 if option in ("head_phantoms", "leaves", "images") else 1):
+        if int(value) < (0 if option in ("head_phantoms", "leaves", "images", "photos") else 1):
             raise ModelError(f"--{option.replace('_', '-')} {value} is too small")
         setattr(cfg, attr, int(value))
     cfg.ckpt_every = max(1, min(cfg.ckpt_every, cfg.steps))
