@@ -539,3 +539,23 @@ def test_image_slices_map_real_images_to_ct_values_and_build_pairs(tmp_path):
     full, low, dose = pairs[0]
     assert full.shape == low.shape == (64, 64) and 0.1 <= dose <= 0.5
     assert np.abs(low - full)[full > -900].mean() > 1.0  # simulated noise on the image slice
+
+
+def test_photo_slices_come_from_scikit_images_bundled_pictures_and_build_pairs(tmp_path):
+    """--photos slices: scikit-image's bundled pictures (read offline), grey levels in [0, 1], CT values, simulator."""
+    from medviewer.training.datasets import build_denoising_pairs
+    from medviewer.training.image_slices import PHOTO_SOURCES, image_slice, load_photo_sources
+
+    photos = load_photo_sources()
+    assert len(photos) == len(PHOTO_SOURCES) >= 10
+    assert all(p.ndim == 2 and p.dtype == np.float32 and 0 <= p.min() and p.max() <= 1 and p.std() > 0.05 for p in photos)
+    assert max(max(p.shape) for p in photos) <= 1024  # the 1411-px fundus photograph is reduced once
+    img = image_slice(np.random.default_rng(3), 96, 2.0, psf_mm=0.0, sources=photos)
+    np.testing.assert_array_equal(img, image_slice(np.random.default_rng(3), 96, 2.0, psf_mm=0.0, sources=photos))
+    assert img.shape == (96, 96) and img.min() >= -1000.0 and img.max() <= 1400.0 and img[0, 0] == -1000.0
+    pairs = build_denoising_pairs(tmp_path, 1, slices_per_phantom=2, size=64, spacing=(2.5, 3.0), workers=1, region="photos")
+    full, low, dose = pairs[0]
+    assert full.shape == low.shape == (64, 64) and 0.1 <= dose <= 0.5
+    assert len(np.unique(full[full > -900])) > 20 and np.abs(low - full)[full > -900].mean() > 1.0
+    images = build_denoising_pairs(tmp_path, 1, slices_per_phantom=2, size=64, spacing=(2.5, 3.0), workers=1, region="images")
+    assert pairs.root != images.root and not np.array_equal(full, images[0][0])  # their own cache folder and slices
