@@ -390,6 +390,32 @@ def test_init_starts_training_from_shipped_style_weights(tmp_path):
         td.train(full, low, small_cfg(1, init=str(bad)), tmp_path / "run2")
 
 
+def test_distillation_targets_the_teachers_output_and_is_recorded(tmp_path):
+    """--teacher/--distill: at share 1 a student that starts as the teacher has nothing to learn at its first step;
+    at share 0.5 it learns from both; the card names the teacher; bad shares are clear errors."""
+    make_weights(tmp_path / "teacher", seed=4)
+    full, low = synthetic_pairs(n=3)
+    same = small_cfg(1, lr=1e-12, lr_min=1e-12, init=str(tmp_path / "teacher"), teacher=str(tmp_path / "teacher"), distill=1.0)
+    first = td.train(full, low, same, tmp_path / "same").history
+    plain = td.train(full, low, small_cfg(1, lr=1e-12, lr_min=1e-12, init=str(tmp_path / "teacher")), tmp_path / "plain").history
+    assert first["pixel"][0] < 1e-4 < plain["pixel"][0] and first["gradient"][0] < 1e-4  # target = teacher's output
+    half = small_cfg(1, lr=1e-12, lr_min=1e-12, init=str(tmp_path / "teacher"), teacher=str(tmp_path / "teacher"), distill=0.5)
+    mid = td.train(full, low, half, tmp_path / "half").history
+    assert mid["pixel"][0] == pytest.approx(0.5 * plain["pixel"][0], rel=1e-3)  # halfway to the clean slice
+    card = td.build_card(DenoiserNet(SMALL), half, 1, mid, {})
+    assert card["training"]["teacher"]["version"] == "0.0-test" and card["training"]["teacher"]["target_share"] == 0.5
+    assert "teacher" in card["loss"]["why"] and td.build_card(DenoiserNet(SMALL), small_cfg(1), 1, mid, {})["training"]["teacher"] is None
+    with pytest.raises(ModelError, match="--distill 1.5"):
+        td.train(full, low, small_cfg(1, teacher=str(tmp_path / "teacher"), distill=1.5), tmp_path / "bad")
+    args = argparse.Namespace(
+        steps=1, out=tmp_path / "run", resume=False, seed=0, device="cpu", batch_size=None, threads=None, data=tmp_path / "d",
+        install=False, version=None, note=None, phantoms=None, head_phantoms=None, slices_per_phantom=None, minutes=None,
+        distill=0.3,
+    )
+    with pytest.raises(ModelError, match="--distill needs --teacher"):
+        td.main(args)
+
+
 def test_refinement_blocks_grow_a_trained_generator_without_changing_its_output(tmp_path):
     start = make_weights(tmp_path / "models", seed=5)
     grown_cfg = replace(SMALL, n_refine=2, refine_width=8)

@@ -64,6 +64,21 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                 "CT values as --images are (real-world structure; default 0)",
             )
             q.add_argument(
+                "--teacher",
+                type=Path,
+                default=None,
+                metavar="MODELS",
+                help="a trained denoiser (folder with denoiser.safetensors + .json) whose outputs the generator also "
+                "learns from (distillation, e.g. from a larger model too slow to ship)",
+            )
+            q.add_argument(
+                "--distill",
+                type=float,
+                default=None,
+                metavar="SHARE",
+                help="share of the --teacher's output in the pixel and edge targets (0-1; default 0.5)",
+            )
+            q.add_argument(
                 "--refine",
                 type=int,
                 default=None,

@@ -126,6 +126,13 @@ class TrainConfig:
     generator most of its PSNR deficit on the skull-stripped eCT_Supplemental slice."""
     init: str | None = None
     """Models folder whose generator weights start the run (fine-tuning), or None."""
+    teacher: str | None = None
+    """Models folder of a trained denoiser whose outputs the generator also learns from (distillation), or None."""
+    distill: float = 0.0
+    """Share of the teacher's output in the generator's pixel and edge targets: ``clean + distill * (teacher - clean)``.
+    The teacher's output is close to the best estimate the low-dose input allows, without the clean target's
+    irreducible part, so a smaller generator fits it with less gradient noise; the adversarial term still sees
+    only clean slices as real. 0 = no teacher."""
     head_pixel_sizes: tuple[float, ...] = HEAD_PIXEL_SIZES_MM
     """In-plane pixel sizes (mm) of the head-phantom slices; each gets ``n_head_phantoms``."""
     n_head_phantoms: int = 12
@@ -365,11 +372,14 @@ def plot_curves(history: dict[str, list[float]], path: Path) -> None:
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     steps = history.get("step", [])
+    positive = False
     for key in ("pixel", "gradient"):
         if history.get(key):
             s = smooth(history[key])
             axes[0].plot(steps[len(steps) - len(s) :], s, label=key)
-    axes[0].set_yscale("log")
+            positive = positive or bool((s > 0).any())
+    if positive:  # a loss of exactly 0 (a student that starts as its teacher) has no log scale
+        axes[0].set_yscale("log")
     axes[0].set_title("generator fidelity losses (units of 1000 HU)")
     axes[0].set_xlabel("step")
     axes[0].legend()
@@ -429,6 +439,46 @@ class TrainResult:
     step: int
     history: dict[str, list[float]]
     seconds: float
+
+
+def _teacher_provenance(cfg: TrainConfig) -> dict[str, Any] | None:
+    """Name, version, architecture and weights hash of the distillation teacher, for the model card."""
+    if not cfg.teacher or cfg.distill == 0.0:
+        return None
+    from medviewer.ai.weights import load_card
+
+    card = load_card(MODEL_NAME, Path(cfg.teacher))
+    return {
+        "folder": str(cfg.teacher),
+        "version": card.get("version"),
+        "sha256": card.get("sha256"),
+        "architecture": (card.get("architecture") or {}).get("generator"),
+        "gmacs_per_512x512_slice": card.get("gmacs_per_512x512_slice"),
+        "target_share": cfg.distill,
+    }
+
+
+def load_teacher(cfg: TrainConfig, device: torch.device) -> DenoiserNet | None:
+    """The frozen generator of ``cfg.teacher`` (None without one), in eval mode on ``device``.
+
+    Raises
+    ------
+    ModelError
+        ``distill`` outside [0, 1], or the teacher's weights are missing or corrupt.
+    """
+    if not 0.0 <= cfg.distill <= 1.0:
+        raise ModelError(f"--distill {cfg.distill:g}: choose a share between 0 and 1")
+    if not cfg.teacher or cfg.distill == 0.0:
+        return None
+    from medviewer.ai.weights import load_card, load_state_into, load_weights
+
+    folder = Path(cfg.teacher)
+    arch = (load_card(MODEL_NAME, folder).get("architecture") or {}).get("config") or {}
+    teacher = DenoiserNet(DenoiserConfig.from_json(arch if isinstance(arch, dict) else {}))
+    state, _card = load_weights(MODEL_NAME, folder)
+    load_state_into(teacher, state, str(folder / f"{MODEL_NAME}.safetensors"))
+    teacher = teacher.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return teacher.eval().requires_grad_(False)
 
 
 def train(
@@ -492,6 +542,7 @@ def train(
         load_state_into(gen, with_new_blocks(state, gen, "refine."), source)
     gen = gen.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     disc = disc.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    teacher = load_teacher(cfg, device)
     sampler = PatchSampler(
         full, low, cfg.patch, rng, noise_scale=cfg.noise_scale, hu_offset=cfg.hu_offset, air_share=cfg.air_patches
     )
@@ -524,6 +575,10 @@ def train(
             for g in opt_g.param_groups:
                 g["lr"] = _lr_at(step, frac, cfg, cfg.lr)
             use_gan = frac >= cfg.loss.gan_start and cfg.loss.adversarial > 0
+            target = f_t
+            if teacher is not None:
+                with torch.no_grad():
+                    target = torch.lerp(f_t, teacher(l_t), cfg.distill)
             pred = gen(l_t)
             if use_gan:
                 for g in opt_d.param_groups:
@@ -534,11 +589,11 @@ def train(
                 opt_d.step()
                 for p in disc.parameters():
                     p.requires_grad_(False)
-                loss, parts = generator_loss(pred, f_t, cfg.loss, disc(pred))
+                loss, parts = generator_loss(pred, target, cfg.loss, disc(pred))
                 for p in disc.parameters():
                     p.requires_grad_(True)
             else:
-                loss, parts = generator_loss(pred, f_t, cfg.loss)
+                loss, parts = generator_loss(pred, target, cfg.loss)
             if not torch.isfinite(loss):
                 raise ModelError(f"training diverged at step {step} (loss {float(loss)}); lower the learning rate")
             opt_g.zero_grad(set_to_none=True)
@@ -659,6 +714,7 @@ def build_card(
             ),
             "optimizer": f"Adam G lr {cfg.lr} (cosine to {cfg.lr_min}), D lr {cfg.lr_d}",
             "seed": cfg.seed,
+            "teacher": _teacher_provenance(cfg),
             "final_val_psnr_db": history["val_psnr"][-1] if history.get("val_psnr") else None,
             "final_val_psnr_noisy_db": history["val_psnr_noisy"][-1] if history.get("val_psnr_noisy") else None,
         },
@@ -671,6 +727,13 @@ def build_card(
                 f"{w.adversarial}, only after the first {int(w.gan_start * 100)} % of steps once the "
                 f"generator denoises) is kept small (measured share of the generator loss: {adv_share}) so "
                 "it sharpens texture without trading fidelity or inventing structure."
+                + (
+                    f" The pixel and edge terms' target is the clean slice moved a share {cfg.distill:g} of the way to "
+                    "a larger teacher model's output (distillation; see training.teacher): the teacher's estimate "
+                    "lacks the clean target's unpredictable part, so the generator fits it with less gradient noise."
+                    if cfg.teacher and cfg.distill > 0
+                    else ""
+                )
                 + (
                     f" A structural term, 1 - SSIM computed as the evaluation scores it (weight {w.ssim}), rewards "
                     "keeping local contrast and structure, which a pixel loss trades for a lower mean error."
@@ -985,6 +1048,14 @@ def main(args: argparse.Namespace) -> int:
         if not 0.0 <= float(grad_w) <= 5.0:
             raise ModelError(f"--gradient-weight {grad_w}: choose a weight between 0 and 5")
         cfg.loss = replace(cfg.loss, gradient=float(grad_w))
+    teacher = getattr(args, "teacher", None)
+    if teacher is not None:
+        cfg.teacher = str(teacher)
+        cfg.distill = 0.5 if getattr(args, "distill", None) is None else float(args.distill)
+    elif getattr(args, "distill", None) is not None:
+        if cfg.teacher is None:
+            raise ModelError("--distill needs --teacher MODELS (a folder with denoiser.safetensors and denoiser.json)")
+        cfg.distill = float(args.distill)
     ssim_w = getattr(args, "ssim_weight", None)
     if ssim_w is not None:
         if not 0.0 <= float(ssim_w) <= 5.0:
