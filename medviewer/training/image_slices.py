@@ -22,6 +22,10 @@ CT slices; :data:`EVALUATION_FILES` lists them and a test keeps them apart).
 The JPEG copies of these images in the packages (``*_J2KR``, ``*_J2KI``,
 ``*_UNCI``) add nothing and are not used.
 
+``train denoiser --photos`` makes slices the same way from the pictures
+bundled with scikit-image (:data:`PHOTO_SOURCES`: photographs, textures, a
+fundus photograph, a stained tissue section), read offline from its package.
+
 A slice is a random crop of one image (any orientation, 35-100 % of its
 shorter side), resampled to the slice's size, with its grey levels mapped to
 CT values by a random monotone curve through the crop's quantiles: the darkest
