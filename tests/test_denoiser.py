@@ -270,10 +270,11 @@ def test_train_main_installs_weights_and_card(tmp_path, monkeypatch):
     args = argparse.Namespace(
         steps=4, out=run, resume=False, seed=3, device="cpu", batch_size=None, threads=None, data=tmp_path / "d", install=True,
         version="1.2.0-test", note="a test run", phantoms=3, head_phantoms=0, slices_per_phantom=2, minutes=None,
-        command_line="medviewer train denoiser --steps 4 --install",
+        command_line="medviewer train denoiser --steps 4 --install", lr=5e-4,
     )
     assert td.main(args) == 0
     card = json.loads((res / "models" / "denoiser.json").read_text())
+    assert json.loads((run / "checkpoint.json").read_text())["config"]["lr"] == 5e-4  # --lr
     assert card["version"] == "1.2.0-test" and card["training"]["note"] == "a test run"
     assert card["training"]["command"] == "medviewer train denoiser --steps 4 --install"  # provenance
     config = json.loads((run / "checkpoint.json").read_text())["config"]
@@ -487,6 +488,16 @@ def test_cut_option_is_checked(tmp_path):
         cut=1.5,
     )
     with pytest.raises(ModelError, match="--cut 1.5"):
+        td.main(args)
+
+
+def test_lr_option_is_checked(tmp_path):
+    args = argparse.Namespace(
+        steps=1, out=tmp_path / "run", resume=False, seed=0, device="cpu", batch_size=None, threads=None, data=tmp_path / "d",
+        install=False, version=None, note=None, phantoms=None, head_phantoms=None, slices_per_phantom=None, minutes=None,
+        lr=0.5,
+    )
+    with pytest.raises(ModelError, match="--lr 0.5"):
         td.main(args)
 
 

@@ -64,6 +64,12 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                 "CT values as --images are (real-world structure; default 0)",
             )
             q.add_argument(
+                "--lr",
+                type=float,
+                default=None,
+                help="the generator's peak learning rate (default 1e-3, or 3e-4 with --init); it decays on a cosine",
+            )
+            q.add_argument(
                 "--teacher",
                 type=Path,
                 default=None,

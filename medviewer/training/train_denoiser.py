@@ -1048,6 +1048,12 @@ def main(args: argparse.Namespace) -> int:
         if not 0.0 <= float(grad_w) <= 5.0:
             raise ModelError(f"--gradient-weight {grad_w}: choose a weight between 0 and 5")
         cfg.loss = replace(cfg.loss, gradient=float(grad_w))
+    lr = getattr(args, "lr", None)
+    if lr is not None:
+        if not 1e-6 <= float(lr) <= 1e-2:
+            raise ModelError(f"--lr {lr}: choose a learning rate between 1e-6 and 1e-2")
+        cfg.lr = float(lr)
+        cfg.lr_min = min(cfg.lr_min, cfg.lr)
     teacher = getattr(args, "teacher", None)
     if teacher is not None:
         cfg.teacher = str(teacher)
