@@ -18,6 +18,9 @@ Run folder (``--out``)::
     model/denoiser.*         final weights + model card (without evaluation metrics)
 
 Nothing is pickled: tensors go to safetensors, the rest to JSON.
+
+The recipe (:class:`TrainConfig`) lives in :mod:`medviewer.training.denoiser_config` and
+the model card in :mod:`medviewer.training.denoiser_card`; both are re-exported here.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import shutil
 import signal
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,145 +47,24 @@ from medviewer.ai.denoiser import (
     PIXEL_NORMS,
     DenoiserConfig,
     DenoiserNet,
-    LossWeights,
     PatchDiscriminator,
-    count_macs,
-    count_parameters,
     generator_loss,
     lsgan_discriminator_loss,
 )
 from medviewer.ai.weights import INTENDED_USE, save_weights, sha256_of, write_json_atomic
 from medviewer.errors import CancelledError, ModelError
 from medviewer.progress import CancelFn, Progress, ProgressFn, check_cancel, console_progress
-
-MODEL_NAME = "denoiser"
-PIXEL_NORM_NAMES = {"l1": "L1", "rmse": "RMSE"}
-"""How the model card and the progress line name each pixel-loss norm."""
-MODEL_VERSION = "1.2.0"
-DOSES: tuple[float, float] = (0.08, 0.5)
-"""Range of dose fractions of the training pairs (drawn log-uniformly per slice)."""
-HEAD_PIXEL_SIZES_MM: tuple[float, ...] = (0.35, 0.45)
-"""Pixel sizes of the head-phantom slices (head scans use a 17-25 cm field of view)."""
-TARGETS = ("clean", "full")
-"""Training targets. ``full`` (1.0.0, 1.1.0) taught the generator to stop at the noise of a
-full-dose scan *of a body phantom at that pixel size*: on a slice whose low-dose noise is
-already that low (a head at 0.39 mm with 19 HU) it removed almost nothing (5.6 HU of
-18.8). ``clean`` asks for everything that is noise, which is what PSNR against a
-noise-free or full-dose reference rewards."""
-AIR_PATCH_MEAN_HU = -800.0
-"""Training patches whose full-dose mean is below this (HU) are mostly air."""
-AIR_PATCH_DRAWS = 6
-"""Draws per patch while they come out mostly air (see ``TrainConfig.air_patches``)."""
-PIXEL_SIZES_MM: tuple[float, ...] = (0.3, 0.4, 0.5, 0.7, 0.9)
-"""Pixel sizes of the training slices: clinical reconstructions range from ~0.3 mm (small
-field of view) to ~0.9 mm (large patients); the noise texture in pixels changes with them."""
-
-
-@dataclass
-class TrainConfig:
-    """Hyper-parameters of one training run (stored in the checkpoint and the card)."""
-
-    steps: int = 20000
-    batch_size: int = 12
-    patch: int = 96
-    lr: float = 1e-3
-    lr_min: float = 1e-5
-    lr_d: float = 2e-4
-    warmup: int = 100
-    time_budget_s: float | None = None
-    """Wall-clock budget: the schedule (lr decay, GAN phase, end) follows
-    ``max(step / steps, elapsed / time_budget_s)``, so a run on a busy machine
-    still ends on time with a fully decayed learning rate."""
-    ckpt_every: int = 250
-    val_every: int = 100
-    seed: int = 0
-    n_phantoms: int = 12
-    """Phantoms per pixel size (the last one of each is held out for validation)."""
-    slices_per_phantom: int = 8
-    pixel_sizes: tuple[float, ...] = PIXEL_SIZES_MM
-    """In-plane pixel sizes (mm) of the training slices, each with its own phantoms."""
-    slice_size: int = 512
-    """Side of the generated training slices (pixels)."""
-    noise_scale: tuple[float, float] | None = (0.7, 1.8)
-    """Half of the patches get their extra low-dose noise scaled by a log-uniform factor in
-    this range (another dose of the same scan); None switches it off."""
-    hu_offset: tuple[float, float] | None = (-24.0, 4.0)
-    """30 % of the patches are shifted by a uniform HU offset in this range (scanner
-    calibration; air at -1024 rather than -1000); None switches it off."""
-    air_patches: float = 0.0
-    """Share of the patches drawn anywhere in the slice, air included. The others are redrawn
-    (up to 6 times) while mostly air (full-dose mean below -800 HU), which spends the steps on
-    anatomy but shows the generator little air and little skin-air boundary, although PSNR
-    over a head slice is two thirds air."""
-    psf_mm: tuple[float, float] | None = None
-    """Range of the training phantoms' in-plane scanner blur (Gaussian sigma, mm), one value per
-    phantom drawn log-uniformly; None keeps every phantom at the default 0.38 mm (a soft-tissue
-    kernel). A generator that only saw that blur treats anything sharper as noise: on head phantoms
-    blurred at 0.15 mm its lead over tuned NLM fell from 1.8 to 0.2 dB at quarter dose."""
-    cut: float = 0.0
-    """Share of the training slices cut straight to padding (-1024 HU) before the scanner is simulated:
-    outside a field-of-view circle through the body, or outside a mask moved 4-20 mm into it
-    (:mod:`medviewer.training.hard_edges`). Such steps, which no scanner blur softens, cost the
-    generator most of its PSNR deficit on the skull-stripped eCT_Supplemental slice."""
-    init: str | None = None
-    """Models folder whose generator weights start the run (fine-tuning), or None."""
-    teacher: str | None = None
-    """Models folder of a trained denoiser whose outputs the generator also learns from (distillation), or None."""
-    distill: float = 0.0
-    """Share of the teacher's output in the generator's pixel and edge targets: ``clean + distill * (teacher - clean)``.
-    The teacher's output is close to the best estimate the low-dose input allows, without the clean target's
-    irreducible part, so a smaller generator fits it with less gradient noise; the adversarial term still sees
-    only clean slices as real. 0 = no teacher."""
-    head_pixel_sizes: tuple[float, ...] = HEAD_PIXEL_SIZES_MM
-    """In-plane pixel sizes (mm) of the head-phantom slices; each gets ``n_head_phantoms``."""
-    n_head_phantoms: int = 12
-    """Head phantoms per head pixel size (the last one of each held out); 0 = body only."""
-    n_leaves: int = 0
-    """Sets of dead-leaves slices (:mod:`medviewer.training.dead_leaves`, a generic image prior) per body
-    pixel size, each of ``slices_per_phantom`` slices (the last set of each held out); 0 = none."""
-    n_images: int = 0
-    """Sets of slices made from the sample packages' MR and radiograph images (:mod:`medviewer.training.image_slices`,
-    real structure given CT values) per body pixel size, each of ``slices_per_phantom`` slices (the last set of each
-    held out); 0 = none."""
-    n_photos: int = 0
-    """Sets of slices made from scikit-image's bundled photographs (:data:`medviewer.training.image_slices.PHOTO_SOURCES`,
-    real-world structure given CT values) per body pixel size, as ``n_images``; 0 = none."""
-    target: str = "clean"
-    """``"clean"``: the generator learns the noise-free phantom (E[clean | low dose]);
-    ``"full"``: the simulated full-dose scan (E[full dose | low dose], which keeps the
-    full-dose noise). See :data:`TARGETS`."""
-    doses: tuple[float, float] = DOSES
-    version: str = MODEL_VERSION
-    """Version written to the model card (``--version``)."""
-    loss: LossWeights = field(default_factory=LossWeights)
-    arch: DenoiserConfig = field(default_factory=DenoiserConfig)
-
-    def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["doses"] = list(self.doses)
-        d["pixel_sizes"] = list(self.pixel_sizes)
-        d["head_pixel_sizes"] = list(self.head_pixel_sizes)
-        d["noise_scale"] = list(self.noise_scale) if self.noise_scale else None
-        d["hu_offset"] = list(self.hu_offset) if self.hu_offset else None
-        d["psf_mm"] = list(self.psf_mm) if self.psf_mm else None
-        d["loss"] = self.loss.to_json()
-        d["arch"] = self.arch.to_json()
-        return d
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "TrainConfig":
-        """Inverse of :meth:`to_json` (unknown keys ignored, missing ones at their defaults)."""
-        names = {f.name for f in fields(cls)}
-        kw: dict[str, Any] = {k: v for k, v in d.items() if k in names}
-        for key in ("doses", "pixel_sizes", "head_pixel_sizes", "noise_scale", "hu_offset", "psf_mm"):
-            if kw.get(key) is not None:
-                kw[key] = tuple(kw[key])
-        if isinstance(kw.get("loss"), dict):
-            kw["loss"] = LossWeights(**kw["loss"])
-        if isinstance(kw.get("arch"), dict):
-            kw["arch"] = DenoiserConfig.from_json(kw["arch"])
-        return cls(**kw)
-
+from medviewer.training.denoiser_card import build_card
+from medviewer.training.denoiser_config import (
+    AIR_PATCH_DRAWS,
+    AIR_PATCH_MEAN_HU,
+    DOSES,
+    MODEL_NAME,
+    MODEL_VERSION,
+    PIXEL_NORM_NAMES,
+    TARGETS,
+    TrainConfig,
+)
 
 # --------------------------------------------------------------- sampling
 class PatchSampler:
@@ -441,23 +323,6 @@ class TrainResult:
     seconds: float
 
 
-def _teacher_provenance(cfg: TrainConfig) -> dict[str, Any] | None:
-    """Name, version, architecture and weights hash of the distillation teacher, for the model card."""
-    if not cfg.teacher or cfg.distill == 0.0:
-        return None
-    from medviewer.ai.weights import load_card
-
-    card = load_card(MODEL_NAME, Path(cfg.teacher))
-    return {
-        "folder": str(cfg.teacher),
-        "version": card.get("version"),
-        "sha256": card.get("sha256"),
-        "architecture": (card.get("architecture") or {}).get("generator"),
-        "gmacs_per_512x512_slice": card.get("gmacs_per_512x512_slice"),
-        "target_share": cfg.distill,
-    }
-
-
 def load_teacher(cfg: TrainConfig, device: torch.device) -> DenoiserNet | None:
     """The frozen generator of ``cfg.teacher`` (None without one), in eval mode on ``device``.
 
@@ -632,132 +497,6 @@ def train(
         checkpoint()
     gen.eval()
     return TrainResult(gen.to(memory_format=torch.contiguous_format), step, history, time.perf_counter() - t0)  # type: ignore[call-overload]
-
-
-# ------------------------------------------------------------------- card
-def build_card(
-    gen: DenoiserNet,
-    cfg: TrainConfig,
-    step: int,
-    history: dict[str, list[float]],
-    data_info: dict[str, Any],
-    metrics: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The model card (MONAI-bundle style metadata) of a trained generator."""
-    macs = count_macs(gen, 512, 512)
-    w = cfg.loss
-    adv_share = "not measured"
-    if history.get("adversarial") and history.get("adv_step"):
-        n = len(history["adv_step"])
-        totals = history["total"][-n:]
-        share = w.adversarial * float(np.mean(history["adversarial"])) / max(1e-12, float(np.mean(totals)))
-        adv_share = f"{100 * share:.1f} %"
-    card: dict[str, Any] = {
-        "name": MODEL_NAME,
-        "version": cfg.version,
-        "task": "low-dose CT denoising (noise-residual prediction)",
-        "architecture": {
-            "generator": "residual U-Net on 2x2 pixel-unshuffled input; output = input - predicted noise"
-            + (f"; {cfg.arch.n_refine} residual refinement block{'s' if cfg.arch.n_refine > 1 else ''} "
-               f"({cfg.arch.refine_width} channels) at half resolution"
-               if cfg.arch.n_refine else ""),
-            "config": cfg.arch.to_json(),
-            "discriminator": "PatchGAN (3 stride-2 4x4 convs, GroupNorm), LSGAN loss, soft-tissue window [-160, 240] HU",
-            "normalization": "HU / 1000 inside the network; no batch statistics",
-        },
-        "macs_per_512x512_slice": macs,
-        "gmacs_per_512x512_slice": round(macs / 1e9, 3),
-        "parameters": count_parameters(gen),
-        "inputs": {
-            "modality": "CT",
-            "units": "HU (after RescaleSlope/Intercept)",
-            "dimensions": "2D axial slices, any size (padded to a multiple of 8; tiled above 1024 px)",
-            "pixel_spacing_mm": [round(min(cfg.pixel_sizes) * 0.9, 2), round(max(cfg.pixel_sizes) * 1.15, 2)],
-            "trained_pixel_spacing_mm": data_info.get("pixel_mm"),
-        },
-        "outputs": {"units": "HU", "meaning": "denoised slice; the source series is never modified"},
-        "training": {
-            "data": ("CT phantoms generated by medviewer.training.phantom" if cfg.n_images or cfg.n_photos
-                     else "synthetic only: CT phantoms generated by medviewer.training.phantom")
-            + (" and dead-leaves slices from medviewer.training.dead_leaves (a generic image prior)," if cfg.n_leaves else "")
-            + (" and slices made from real MR and radiograph images of the pydicom-data and deid-data sample packages "
-               "(medviewer.training.image_slices: random crops whose grey levels a random monotone curve maps to CT "
-               "values; none of them CT, none an evaluation file)," if cfg.n_images else "")
-            + (" and slices made the same way from the photographs bundled with scikit-image (photographs, textures, a "
-               "fundus photograph and a stained tissue section; see medviewer.training.image_slices.PHOTO_SOURCES),"
-               if cfg.n_photos else "")
-            + " and their low-dose versions from medviewer.training.lowdose (projection-domain simulation: "
-            "forward projection, Poisson counts at the dose-scaled incident flux plus Gaussian "
-            "electronic noise, log, filtered back-projection)."
-            + (" No real CT data; the MR and radiograph images are the packages' de-identified samples." if cfg.n_images
-               else " No real CT data." if cfg.n_photos else " No real patient data."),
-            **data_info,
-            "steps": step,
-            "batch_size": cfg.batch_size,
-            "patch_px": cfg.patch,
-            "patch_sampling": (
-                f"patches that are mostly air (full-dose mean below {AIR_PATCH_MEAN_HU:g} HU) drawn up to "
-                f"{AIR_PATCH_DRAWS} times"
-                + (f", except {100 * cfg.air_patches:g} % of the patches, taken wherever they fall" if cfg.air_patches else "")
-            ),
-            "augmentation": "random flips and 90-degree turns"
-            + (
-                f"; half of the patches with the extra low-dose noise scaled by {cfg.noise_scale[0]:g}-"
-                f"{cfg.noise_scale[1]:g}x (other doses of the same scan, beyond the simulated range)"
-                if cfg.noise_scale
-                else ""
-            )
-            + (
-                f"; 30 % shifted by {cfg.hu_offset[0]:g} to {cfg.hu_offset[1]:g} HU (scanner calibration)"
-                if cfg.hu_offset
-                else ""
-            ),
-            "optimizer": f"Adam G lr {cfg.lr} (cosine to {cfg.lr_min}), D lr {cfg.lr_d}",
-            "seed": cfg.seed,
-            "teacher": _teacher_provenance(cfg),
-            "final_val_psnr_db": history["val_psnr"][-1] if history.get("val_psnr") else None,
-            "final_val_psnr_noisy_db": history["val_psnr_noisy"][-1] if history.get("val_psnr_noisy") else None,
-        },
-        "loss": {
-            "weights": w.to_json(),
-            "why": (
-                f"{PIXEL_NORM_NAMES[w.pixel_norm]} pixel loss (weight {w.pixel}, HU/1000) carries fidelity and PSNR; an L1 loss on "
-                f"image gradients (weight {w.gradient}) penalises blurred edges and lost fine structure "
-                "that a pixel loss alone tolerates; the LSGAN adversarial term (weight "
-                f"{w.adversarial}, only after the first {int(w.gan_start * 100)} % of steps once the "
-                f"generator denoises) is kept small (measured share of the generator loss: {adv_share}) so "
-                "it sharpens texture without trading fidelity or inventing structure."
-                + (
-                    f" The pixel and edge terms' target is the clean slice moved a share {cfg.distill:g} of the way to "
-                    "a larger teacher model's output (distillation; see training.teacher): the teacher's estimate "
-                    "lacks the clean target's unpredictable part, so the generator fits it with less gradient noise."
-                    if cfg.teacher and cfg.distill > 0
-                    else ""
-                )
-                + (
-                    f" A structural term, 1 - SSIM computed as the evaluation scores it (weight {w.ssim}), rewards "
-                    "keeping local contrast and structure, which a pixel loss trades for a lower mean error."
-                    if w.ssim > 0
-                    else ""
-                )
-            ),
-        },
-        "metrics": metrics or {},
-        "intended_use": INTENDED_USE,
-        "limitations": (
-            (
-                "Trained on phantoms" + (", dead-leaves slices" if cfg.n_leaves else "")
-                + " and " + " and ".join((["MR and radiograph images"] if cfg.n_images else [])
-                                         + (["photographs"] if cfg.n_photos else []))
-                + " given CT values (real structure; their grey levels are not attenuation), all with simulated CT noise"
-                if cfg.n_images or cfg.n_photos
-                else "Trained on simulated data only (phantoms" + (" and dead-leaves slices" if cfg.n_leaves else "") + ")"
-            )
-            + "; validated on a handful of real CT slices with simulated "
-            "low dose, not on real low-dose acquisitions. Not a medical device."
-        ),
-    }
-    return card
 
 
 # ------------------------------------------------------------------- data
