@@ -324,7 +324,8 @@ class TrainResult:
 
 
 def load_teacher(cfg: TrainConfig, device: torch.device) -> DenoiserNet | None:
-    """The frozen generator of ``cfg.teacher`` (None without one), in eval mode on ``device``.
+    """The frozen generator of ``cfg.teacher`` (None without one), loaded as inference loads it
+    (:func:`medviewer.ai.denoise.load_denoiser`: eval mode, ``channels_last``, half precision on CUDA).
 
     Raises
     ------
@@ -335,15 +336,9 @@ def load_teacher(cfg: TrainConfig, device: torch.device) -> DenoiserNet | None:
         raise ModelError(f"--distill {cfg.distill:g}: choose a share between 0 and 1")
     if not cfg.teacher or cfg.distill == 0.0:
         return None
-    from medviewer.ai.weights import load_card, load_state_into, load_weights
+    from medviewer.ai.denoise import load_denoiser
 
-    folder = Path(cfg.teacher)
-    arch = (load_card(MODEL_NAME, folder).get("architecture") or {}).get("config") or {}
-    teacher = DenoiserNet(DenoiserConfig.from_json(arch if isinstance(arch, dict) else {}))
-    state, _card = load_weights(MODEL_NAME, folder)
-    load_state_into(teacher, state, str(folder / f"{MODEL_NAME}.safetensors"))
-    teacher = teacher.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
-    return teacher.eval().requires_grad_(False)
+    return load_denoiser(device, Path(cfg.teacher))[0]
 
 
 def train(
@@ -443,7 +438,8 @@ def train(
             target = f_t
             if teacher is not None:
                 with torch.no_grad():
-                    target = torch.lerp(f_t, teacher(l_t), cfg.distill)
+                    taught = teacher(l_t.to(next(teacher.parameters()).dtype)).to(f_t.dtype)
+                    target = torch.lerp(f_t, taught, cfg.distill)
             pred = gen(l_t)
             if use_gan:
                 for g in opt_d.param_groups:
